@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests in `tests/tests/`: independent witnesses (the
+//! distribution's `ovn-nbctl`, `ovn-sbctl`, `ovs-vsctl`, `ovsdb-client`) to check what the
+//! product did, so a test never trusts the code under test to report on itself.
+
+use std::process::Command;
+
+/// Runs a command and returns its stdout; panics with its stderr when it fails (tests only).
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ovn-nbctl --db=REMOTE ARGS...`.
+pub fn nbctl(db: &str, args: &[&str]) -> String {
+    let db = format!("--db={db}");
+    let mut all = vec![db.as_str(), "--timeout=30"];
+    all.extend_from_slice(args);
+    run("ovn-nbctl", &all)
+}
+
+/// `ovn-sbctl --db=REMOTE ARGS...`.
+pub fn sbctl(db: &str, args: &[&str]) -> String {
+    let db = format!("--db={db}");
+    let mut all = vec![db.as_str(), "--timeout=30"];
+    all.extend_from_slice(args);
+    run("ovn-sbctl", &all)
+}
+
+/// `ovs-vsctl --db=REMOTE ARGS...`.
+pub fn vsctl(db: &str, args: &[&str]) -> String {
+    let db = format!("--db={db}");
+    let mut all = vec![db.as_str(), "--timeout=30"];
+    all.extend_from_slice(args);
+    run("ovs-vsctl", &all)
+}
+
+/// Whether a process with this pid exists (zombies included: the sandbox reaps its children,
+/// so a zombie would still be a leak).
+pub fn pid_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Names from `ip netns list`.
+pub fn netns_list() -> Vec<String> {
+    run("ip", &["netns", "list"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `f` every 50 ms for up to `secs` seconds until it returns true.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
