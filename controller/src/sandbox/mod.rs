@@ -547,6 +547,7 @@ impl Chassis {
     /// Ready: br-int exists with the netdev datapath and the chassis is registered in the SB.
     fn wait_ready(&mut self, sb: &Db, system_id: &str) -> Result<(), SandboxError> {
         let ovs_socket = self.ovs.socket_path();
+        let mgmt = self.dir.join("br-int.mgmt");
         let sb_socket = sb.servers().first().map(OvsdbServer::socket_path);
         let (controller, vswitchd) = (&mut self.controller, &mut self.vswitchd);
         wait_until(
@@ -565,6 +566,25 @@ impl Chassis {
                     PROBE_TIMEOUT,
                 )?;
                 if bridges.first().and_then(|b| b.get("datapath_type")) != Some(&json!("netdev")) {
+                    return Ok(None);
+                }
+                // The row exists before ovs-vswitchd acts on it: wait until it has created the
+                // bridge's internal port (an OpenFlow port number is assigned) and its management
+                // socket, through which ovn-controller programs the flows.
+                let ifaces = probe::select_where(
+                    &ovs_socket,
+                    "Open_vSwitch",
+                    "Interface",
+                    "name",
+                    "br-int",
+                    &["ofport"],
+                    PROBE_TIMEOUT,
+                )?;
+                let ofport = ifaces
+                    .first()
+                    .and_then(|i| i.get("ofport"))
+                    .and_then(|p| p.as_i64());
+                if !ofport.is_some_and(|p| p > 0) || !mgmt.exists() {
                     return Ok(None);
                 }
                 // With an external SB we cannot probe it without a client; br-int being created
