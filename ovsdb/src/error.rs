@@ -28,6 +28,83 @@ pub enum Error {
     /// Reading from or writing to the transport failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// The connection is closed (by the server, by a transport error reported earlier, or
+    /// because the [`crate::Connection`] future was dropped); the request may or may not have
+    /// been carried out.
+    #[error("connection closed{}", if .0.is_empty() { String::new() } else { format!(": {}", .0) })]
+    Closed(String),
+
+    /// The server answered a method with an error (`unknown database`, `canceled`, …).
+    #[error("server error: {0}")]
+    Server(#[from] crate::operation::ServerError),
+
+    /// A transaction did not commit; which operation failed and why.
+    #[error(transparent)]
+    Transact(#[from] crate::operation::TransactError),
+
+    /// A value did not fit its column; nothing was sent.
+    #[error("refused before sending: {0}")]
+    Constraint(#[from] crate::schema::ConstraintViolation),
+
+    /// A schema could not be parsed.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaParseError),
+
+    /// A reply had the wrong shape for its request.
+    #[error("malformed reply to {method}: {message}")]
+    MalformedReply {
+        /// The request's method.
+        method: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A remote such as `tcp:127.0.0.1:6641` could not be parsed.
+    #[error("invalid remote {remote:?}: {message}")]
+    InvalidRemote {
+        /// The remote as given.
+        remote: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// TLS could not be set up (certificates, keys, CA) or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+
+    /// The server did not answer in time (inactivity probe or a request timeout).
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// A monitor reply or an `update`/`update2`/`update3` notification does not have the shape
+    /// RFC 7047 and ovsdb-server(7) give it, or names a table or column that is not monitored.
+    #[error("malformed table updates: {0}")]
+    Update(String),
+
+    /// An update does not fit the replica (an insert of a row it has, a modify or delete of a
+    /// row it lacks): the replica no longer mirrors the server and must be refilled. Nothing
+    /// of the update was applied.
+    #[error("replica out of sync: {table} row {uuid}: {reason}")]
+    OutOfSync {
+        /// The table.
+        table: String,
+        /// The row.
+        uuid: crate::notation::Uuid,
+        /// What did not fit.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether the connection is unusable and a new one is needed (as opposed to one request
+    /// having failed).
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            Error::Closed(_) | Error::Io(_) | Error::Framing(_) | Error::Timeout(_)
+        )
+    }
 }
 
 /// Why a byte stream could not be split into JSON texts.

@@ -40,22 +40,41 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod client;
+mod connection;
 mod error;
 mod framing;
 mod message;
+mod monitor;
 mod notation;
 mod operation;
+mod remote;
+mod replica;
 mod schema;
+mod tls;
+mod transport;
 
+pub use client::{connect, connect_with, Client, ConnectOptions, PendingReply, PendingTransact};
+pub use connection::{Connection, Notifications, Stats};
 pub use error::{Error, FramingError};
 pub use framing::{JsonCodec, JsonSplitter, DEFAULT_MAX_MESSAGE, MAX_DEPTH};
 pub use message::{Message, Notification, Request, Response};
+pub use monitor::{
+    monitor_cancel_params, monitor_cond_change_params, monitor_cond_params,
+    monitor_cond_since_params, monitor_params, ConditionChanges, MonitorMethod, MonitorParams,
+    MonitorReply, MonitorRequest, MonitorRequests, MonitorSelect, RowUpdate, TableUpdate,
+    TableUpdates, UpdateFormat, UpdateNotification, ZERO_TXN_ID,
+};
 pub use notation::{Atom, Datum, Uuid};
 pub use operation::{
     decode_results, Condition, ErrorKind, Function, MalformedReply, Mutation, Mutator, Operation,
     OperationResult, Row, ServerError, TransactError,
 };
+pub use remote::{Remote, DEFAULT_PORT};
+pub use replica::{Change, ChangeKind, Replica, RowRef, RowSnapshot, TableView};
 pub use schema::{
     AtomicType, BaseType, ColumnSchema, ColumnType, ConstraintViolation, DatabaseSchema, RefType,
     SchemaParseError, TableSchema,
 };
+pub use tls::TlsSettings;
+pub use transport::{BoxTransport, Transport};

@@ -390,7 +390,10 @@ fn relaxed(ct: &ColumnType) -> ColumnType {
     }
 }
 
-fn check_conditions(t: &TableSchema, conds: &[Condition]) -> Result<(), ConstraintViolation> {
+pub(crate) fn check_conditions(
+    t: &TableSchema,
+    conds: &[Condition],
+) -> Result<(), ConstraintViolation> {
     for c in conds {
         if is_implicit(&c.column) {
             let ok = c.value.as_atom().is_some_and(|a| a.as_uuid().is_some())
@@ -626,6 +629,10 @@ pub enum ErrorKind {
     UnknownDatabase,
     /// `canceled`
     Canceled,
+    /// `not leader`: a clustered server that is not the leader refused a request that needs it.
+    NotLeader,
+    /// `permission error`: role-based access control refused the operation.
+    PermissionError,
     /// `unknown method` and other errors ovsdb-server may add.
     Other(String),
 }
@@ -648,6 +655,8 @@ impl ErrorKind {
             "syntax error" => ErrorKind::SyntaxError,
             "unknown database" => ErrorKind::UnknownDatabase,
             "canceled" => ErrorKind::Canceled,
+            "not leader" => ErrorKind::NotLeader,
+            "permission error" => ErrorKind::PermissionError,
             other => ErrorKind::Other(other.to_string()),
         }
     }
@@ -669,6 +678,8 @@ impl ErrorKind {
             ErrorKind::SyntaxError => "syntax error",
             ErrorKind::UnknownDatabase => "unknown database",
             ErrorKind::Canceled => "canceled",
+            ErrorKind::NotLeader => "not leader",
+            ErrorKind::PermissionError => "permission error",
             ErrorKind::Other(s) => s,
         }
     }

@@ -210,9 +210,12 @@ impl SandboxBuilder {
                 Db::Cluster(start_cluster(&dir, "nb", "OVN_Northbound", &nb_schema, *n)?)
             }
             (None, Some(remote)) => Db::External(remote.clone()),
-            (None, None) => {
-                Db::Standalone(start_standalone(&dir, "nb", "OVN_Northbound", &nb_schema)?)
-            }
+            (None, None) => Db::Standalone(Box::new(start_standalone(
+                &dir,
+                "nb",
+                "OVN_Northbound",
+                &nb_schema,
+            )?)),
         };
         let need_sb = self.northd || self.chassis > 0;
         sandbox.sb = match &self.external_sb {
@@ -224,7 +227,12 @@ impl SandboxBuilder {
                     "ovn-sb.ovsschema",
                     SB_SCHEMA,
                 )?;
-                Db::Standalone(start_standalone(&dir, "sb", "OVN_Southbound", &sb_schema)?)
+                Db::Standalone(Box::new(start_standalone(
+                    &dir,
+                    "sb",
+                    "OVN_Southbound",
+                    &sb_schema,
+                )?))
             }
             None => Db::None,
         };
@@ -249,7 +257,7 @@ impl SandboxBuilder {
 #[derive(Debug)]
 enum Db {
     None,
-    Standalone(OvsdbServer),
+    Standalone(Box<OvsdbServer>),
     Cluster(Vec<OvsdbServer>),
     External(String),
 }
@@ -584,7 +592,7 @@ impl Chassis {
                     .first()
                     .and_then(|i| i.get("ofport"))
                     .and_then(|p| p.as_i64());
-                if !ofport.is_some_and(|p| p > 0) || !mgmt.exists() {
+                if ofport.is_none_or(|p| p <= 0) || !mgmt.exists() {
                     return Ok(None);
                 }
                 // With an external SB we cannot probe it without a client; br-int being created
