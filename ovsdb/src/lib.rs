@@ -51,6 +51,7 @@ mod operation;
 mod remote;
 mod replica;
 mod schema;
+mod session;
 mod tls;
 mod transport;
 
@@ -76,5 +77,6 @@ pub use schema::{
     AtomicType, BaseType, ColumnSchema, ColumnType, ConstraintViolation, DatabaseSchema, RefType,
     SchemaParseError, TableSchema,
 };
+pub use session::{Session, SessionOptions, SessionStats};
 pub use tls::TlsSettings;
 pub use transport::{BoxTransport, Transport};

@@ -1,0 +1,471 @@
+//! A long-lived session with a (possibly clustered) database: finds the RAFT leader, keeps a
+//! [`Replica`] of the monitored tables, and reconnects with backoff when the connection drops
+//! or the server stops leading, resuming the monitor with `monitor_cond_since` from the last
+//! transaction id so a reconnect fetches only what changed.
+//!
+//! The failure modes this exists for (seen in libovsdb-based controllers): a cache lost or left
+//! inconsistent after a RAFT leader change, full resyncs of a large database on every
+//! reconnect, and writes sent to a stale follower.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::client::{connect_with, Client, ConnectOptions};
+use crate::monitor::{
+    monitor_cond_params, monitor_cond_since_params, monitor_params, MonitorMethod, MonitorRequests,
+    RowUpdate, UpdateNotification,
+};
+use crate::operation::{ErrorKind, Operation, OperationResult};
+use crate::remote::Remote;
+use crate::replica::{Change, Replica};
+use crate::Error;
+
+/// What a [`Session`] connects to and keeps.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Transport options of each connection.
+    pub connect: ConnectOptions,
+    /// The database (`OVN_Northbound`).
+    pub db: String,
+    /// Only use a cluster member that is the leader (the default: writes and fresh reads).
+    pub leader_only: bool,
+    /// Tables to keep in the replica; `None` keeps none (a write-only session).
+    pub monitor: Option<MonitorRequests>,
+    /// First delay before retrying after every remote failed; doubles up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Longest delay between rounds of attempts.
+    pub backoff_max: Duration,
+}
+
+impl SessionOptions {
+    /// Defaults for `db`: leader-only, no monitor, backoff 100 ms … 4 s.
+    pub fn new(db: &str) -> SessionOptions {
+        SessionOptions {
+            connect: ConnectOptions::default(),
+            db: db.to_string(),
+            leader_only: true,
+            monitor: None,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(4),
+        }
+    }
+
+    /// Keep these tables in the replica.
+    pub fn monitor(mut self, requests: MonitorRequests) -> Self {
+        self.monitor = Some(requests);
+        self
+    }
+}
+
+/// Counters of a session (readable at any time).
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Connections that became usable (1 after the first sync; +1 per reconnect).
+    pub connects: AtomicU64,
+    /// Bytes of the last monitor reply (the initial sync or the resume).
+    pub last_sync_bytes: AtomicU64,
+    /// Rows in the last monitor reply.
+    pub last_sync_rows: AtomicU64,
+    /// Whether the last `monitor_cond_since` found its transaction (a delta, not a refetch).
+    pub last_sync_resumed: AtomicBool,
+    /// Highest RAFT index seen on a server we used (stale-replica detection).
+    pub max_index: AtomicU64,
+    /// Servers skipped because they were not the leader or were behind what we had seen.
+    pub skipped: AtomicU64,
+}
+
+struct Shared {
+    current: watch::Sender<Option<Client>>,
+    replica: RwLock<Option<Replica>>,
+    changes: broadcast::Sender<Arc<[Change]>>,
+    stats: SessionStats,
+}
+
+/// A self-healing connection to the leader of `db`, with a replica of the monitored tables.
+/// Dropping it ends the background task and its connection.
+pub struct Session {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+    db: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Session {
+    /// Starts connecting to `remotes` (a comma-separated list) in the background.
+    pub fn start(remotes: &str, opts: SessionOptions) -> Result<Session, Error> {
+        let list = Remote::parse_list(remotes)?;
+        let (current, _) = watch::channel(None);
+        let (changes, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            current,
+            replica: RwLock::new(None),
+            changes,
+            stats: SessionStats::default(),
+        });
+        let db = opts.db.clone();
+        let task = tokio::spawn(run(shared.clone(), list, opts));
+        Ok(Session { shared, task, db })
+    }
+
+    /// The connected client, waiting up to `timeout` for a (leader) connection with its
+    /// replica synced.
+    pub async fn client(&self, timeout: Duration) -> Result<Client, Error> {
+        let mut rx = self.shared.current.subscribe();
+        let result = tokio::time::timeout(timeout, async {
+            rx.wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()))
+                .await
+                .map(|c| c.clone())
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(c))) => Ok(c),
+            Ok(Ok(None)) | Ok(Err(_)) => Err(Error::Closed("the session has ended".into())),
+            Err(_) => Err(Error::Timeout(format!(
+                "no usable server for {} within {timeout:?}",
+                self.db
+            ))),
+        }
+    }
+
+    /// `transact` on the session's database through the current connection. A connection lost
+    /// while waiting for the reply is an error: the transaction may or may not have committed,
+    /// so it is not retried blindly (guard it with `wait` or re-read the replica).
+    pub async fn transact(
+        &self,
+        ops: &[Operation],
+        timeout: Duration,
+    ) -> Result<Vec<OperationResult>, Error> {
+        let client = self.client(timeout).await?;
+        client.transact(&self.db, ops).await
+    }
+
+    /// Read access to the replica (`None` before the first sync). Do not hold it across an
+    /// `.await`.
+    pub fn replica(&self) -> RwLockReadGuard<'_, Option<Replica>> {
+        self.shared
+            .replica
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The change feed: every batch of changes applied to the replica, in order (including
+    /// the difference a full resync made). A receiver that lags loses batches and is told so.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Change]>> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.shared.stats
+    }
+}
+
+fn with_replica<T>(shared: &Shared, f: impl FnOnce(&mut Option<Replica>) -> T) -> T {
+    let mut guard = shared
+        .replica
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    f(&mut guard)
+}
+
+fn publish(shared: &Shared, changes: Vec<Change>) {
+    if !changes.is_empty() {
+        let _ = shared.changes.send(changes.into());
+    }
+}
+
+async fn run(shared: Arc<Shared>, remotes: Vec<Remote>, opts: SessionOptions) {
+    let mut backoff = opts.backoff_min;
+    let mut next = 0usize;
+    loop {
+        let mut connected = false;
+        for i in 0..remotes.len() {
+            let idx = (next + i) % remotes.len();
+            let remote = &remotes[idx];
+            match attempt(&shared, remote, &opts).await {
+                Ok(()) => {
+                    // It worked for a while and then ended: the next round starts with the
+                    // following member (the one that just failed is likely down).
+                    connected = true;
+                    next = idx + 1;
+                    break;
+                }
+                Err(e) => tracing::debug!(%remote, error = %e, "session attempt failed"),
+            }
+        }
+        shared.current.send_replace(None);
+        if connected {
+            backoff = opts.backoff_min;
+            continue;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(opts.backoff_max);
+    }
+}
+
+/// The `_Server` view of the database on one server.
+struct DbStatus {
+    clustered: bool,
+    connected: bool,
+    leader: bool,
+    index: u64,
+}
+
+async fn db_status(client: &Client, db: &str) -> Result<DbStatus, Error> {
+    let raw = client
+        .call(
+            "transact",
+            &json!(["_Server", {"op": "select", "table": "Database",
+                "where": [["name", "==", db]],
+                "columns": ["model", "connected", "leader", "index"]}]),
+        )
+        .await?;
+    let v: Value = serde_json::from_str(raw.get()).map_err(|e| Error::MalformedReply {
+        method: "transact _Server".into(),
+        message: e.to_string(),
+    })?;
+    let row = v[0]["rows"].get(0).ok_or_else(|| {
+        Error::Server(crate::ServerError {
+            kind: ErrorKind::UnknownDatabase,
+            details: Some(format!("the server does not hold {db}")),
+        })
+    })?;
+    Ok(DbStatus {
+        clustered: row["model"] == "clustered",
+        connected: row["connected"] == true,
+        leader: row["leader"] == true,
+        index: row["index"].as_u64().unwrap_or(0),
+    })
+}
+
+const MAIN: &str = "ovn-vpc-main";
+const SERVER: &str = "ovn-vpc-server";
+
+/// One connection's life: connect, check leadership, sync the replica, then follow updates
+/// until the connection ends or the server stops leading. `Ok` means it was usable.
+async fn attempt(
+    shared: &Arc<Shared>,
+    remote: &Remote,
+    opts: &SessionOptions,
+) -> Result<(), Error> {
+    let (client, mut connection) = connect_with(&remote.to_string(), &opts.connect).await?;
+    let mut notes = connection
+        .take_notifications()
+        .ok_or_else(|| Error::Closed("notifications already taken".into()))?;
+    let conn_task = tokio::spawn(connection);
+    // Whatever happens below, the connection dies with this attempt.
+    let _guard = AbortOnDrop(conn_task);
+
+    let status = db_status(&client, &opts.db).await?;
+    if status.clustered {
+        let seen = shared.stats.max_index.load(Ordering::Relaxed);
+        if opts.leader_only && !(status.leader && status.connected) {
+            shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Server(crate::ServerError {
+                kind: ErrorKind::NotLeader,
+                details: Some(format!("{remote} does not lead {}", opts.db)),
+            }));
+        }
+        if status.index < seen {
+            // A member that lost touch with the cluster serves an old copy: using it would
+            // move the replica backwards in time.
+            shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Server(crate::ServerError {
+                kind: ErrorKind::Other("stale".into()),
+                details: Some(format!(
+                    "{remote} is at index {} < {seen} already seen",
+                    status.index
+                )),
+            }));
+        }
+        shared
+            .stats
+            .max_index
+            .fetch_max(status.index, Ordering::Relaxed);
+        // Be told when this server stops leading or loses the cluster.
+        client
+            .monitor_cond(
+                "_Server",
+                &json!(SERVER),
+                &json!({"Database": [{"where": [["name", "==", opts.db]],
+                    "columns": ["connected", "leader", "index"]}]}),
+            )
+            .await?;
+    }
+
+    let mut method = None;
+    if let Some(requests) = &opts.monitor {
+        let schema = client.schema(&opts.db).await?;
+        requests.validate(&schema)?;
+        let last = with_replica(shared, |r| {
+            let replica = r.get_or_insert_with(|| Replica::new(schema.clone()));
+            replica.monitor(requests)?;
+            Ok::<_, Error>(replica.last_txn_id().map(str::to_string))
+        })?;
+        let id = json!(MAIN);
+        // Newest first; fall back for servers that do not know the method.
+        let mut tried = Vec::new();
+        for m in [
+            MonitorMethod::MonitorCondSince,
+            MonitorMethod::MonitorCond,
+            MonitorMethod::Monitor,
+        ] {
+            let result = match m {
+                MonitorMethod::MonitorCondSince => {
+                    client
+                        .call(
+                            m.as_str(),
+                            &monitor_cond_since_params(&opts.db, &id, requests, last.as_deref()),
+                        )
+                        .await
+                }
+                MonitorMethod::MonitorCond => {
+                    client
+                        .call(m.as_str(), &monitor_cond_params(&opts.db, &id, requests))
+                        .await
+                }
+                MonitorMethod::Monitor => {
+                    client
+                        .call(m.as_str(), &monitor_params(&opts.db, &id, requests)?)
+                        .await
+                }
+            };
+            match result {
+                Ok(raw) => {
+                    let reply = m.decode_reply(raw.get())?;
+                    shared
+                        .stats
+                        .last_sync_bytes
+                        .store(raw.get().len() as u64, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .last_sync_rows
+                        .store(reply.updates.row_count() as u64, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .last_sync_resumed
+                        .store(reply.found, Ordering::Relaxed);
+                    let changes = with_replica(shared, |r| match r.as_mut() {
+                        Some(replica) => replica.apply_reply(&reply),
+                        None => Ok(Vec::new()),
+                    })?;
+                    publish(shared, changes);
+                    method = Some(m);
+                    break;
+                }
+                Err(Error::Server(e)) if matches!(&e.kind, ErrorKind::Other(s) if s == "unknown method") =>
+                {
+                    tried.push(m.as_str());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if method.is_none() {
+            return Err(Error::MalformedReply {
+                method: tried.join("/"),
+                message: "the server supports no monitor method".into(),
+            });
+        }
+    }
+
+    shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+    shared.current.send_replace(Some(client.clone()));
+    tracing::info!(%remote, db = %opts.db, "session connected");
+
+    while let Some(note) = notes.recv().await {
+        if !UpdateNotification::is_update(&note.method) {
+            if note.method == "monitor_canceled" {
+                // The database was removed or its schema changed: start over.
+                with_replica(shared, |r| *r = None);
+                return Ok(());
+            }
+            continue;
+        }
+        let update = UpdateNotification::decode(&note.method, note.params.get())?;
+        if update.monitor_id == json!(SERVER) {
+            let mut still_leading = true;
+            for (_, row) in update.updates.rows("Database") {
+                // A modify carries only the changed columns; an insert the whole row.
+                let cols = match row {
+                    RowUpdate::Modify(r) | RowUpdate::Insert(r) | RowUpdate::Initial(r) => r,
+                    RowUpdate::OldNew { new: Some(r), .. } => r,
+                    RowUpdate::Delete | RowUpdate::OldNew { new: None, .. } => {
+                        still_leading = false;
+                        continue;
+                    }
+                };
+                let is_false = |c: &str| {
+                    cols.get(c)
+                        .and_then(|d| d.as_atom())
+                        .and_then(|a| a.as_bool())
+                        == Some(false)
+                };
+                if is_false("leader") || is_false("connected") {
+                    still_leading = false;
+                }
+                if let Some(i) = cols
+                    .get("index")
+                    .and_then(|d| d.as_atom())
+                    .and_then(|a| a.as_i64())
+                {
+                    shared
+                        .stats
+                        .max_index
+                        .fetch_max(i.max(0) as u64, Ordering::Relaxed);
+                }
+            }
+            if opts.leader_only && !still_leading {
+                tracing::info!(%remote, "server stopped leading; reconnecting");
+                return Ok(());
+            }
+            continue;
+        }
+        if update.monitor_id != json!(MAIN) {
+            continue;
+        }
+        let applied = with_replica(shared, |r| match r.as_mut() {
+            Some(replica) => replica.apply_notification(&update),
+            None => Ok(Vec::new()),
+        });
+        match applied {
+            Ok(changes) => publish(shared, changes),
+            Err(e) => {
+                // The replica no longer matches the server: resync from scratch.
+                tracing::warn!(error = %e, "replica out of sync; resyncing");
+                with_replica(shared, |r| {
+                    if let Some(replica) = r.as_mut() {
+                        replica.set_last_txn_id(None);
+                    }
+                });
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+struct AbortOnDrop(JoinHandle<Result<(), Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
