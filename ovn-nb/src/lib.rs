@@ -1,7 +1,20 @@
-//! Typed OVN model generated from `schemas/`, operations that read like `ovn-nbctl`, and a
-//! desired-state diff.
+//! Typed OVN model generated from `schemas/`: one Rust type per table of `OVN_Northbound`
+//! ([`nb`]), `Open_vSwitch` ([`vswitch`]) and `_Server` ([`server`]), with conversions to and
+//! from OVSDB rows ([`Table`]).
 //!
-//! Work in progress (see the project README for status).
+//! ```
+//! use ovn_nb::{nb::LogicalSwitch, Table};
+//! let sw = LogicalSwitch { name: "sw0".into(), ..Default::default() };
+//! let row = sw.to_row();
+//! assert_eq!(LogicalSwitch::from_row(&row).unwrap(), sw);
+//! assert_eq!(LogicalSwitch::TABLE, "Logical_Switch");
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod generated;
+mod model;
+
+pub use generated::{nb, server, vswitch};
+pub use model::{read, AtomValue, ColumnEnum, ColumnValue, ModelError, Ref, RefTarget, Table};
