@@ -1,9 +1,11 @@
 //! ovn-vpc: VPC networking for Kubernetes on OVN.
 //!
 //! This crate holds the control plane, the node shim, the CNI plugin and the tools. So far it
-//! provides the OVN [`sandbox`] launcher that `ovn-vpc demo` and every test build on.
+//! provides the OVN [`sandbox`] launcher that `ovn-vpc demo` and every test build on, and
+//! [`dump`] (`ovn-vpc dump`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod dump;
 pub mod sandbox;
