@@ -34,7 +34,7 @@ use serde_json::json;
 
 use daemon::{tail, Daemon, DaemonSpec};
 use server::{path_str, ServerConfig};
-pub use server::{DbStatus, OvsdbServer};
+pub use server::{DbStatus, OvsdbServer, SslFiles};
 use util::{free_port, run_tool, schema_file, unique_netns_name, wait_until};
 pub use util::{Netns, NETNS_PREFIX};
 
@@ -126,6 +126,7 @@ pub struct SandboxBuilder {
     chassis: usize,
     external_nb: Option<String>,
     external_sb: Option<String>,
+    nb_ssl: Option<SslFiles>,
 }
 
 impl SandboxBuilder {
@@ -149,6 +150,15 @@ impl SandboxBuilder {
     /// when an external OVN is configured.
     pub fn nb_cluster(mut self, members: usize) -> Self {
         self.nb_cluster = Some(members.max(1));
+        self
+    }
+
+    /// Let the Northbound ovsdb-server(s) also listen for TLS on 127.0.0.1 (`pssl:`, port chosen
+    /// by the server, see [`Sandbox::nb_ssl_remote`]) with this key, certificate and CA
+    /// certificate. ovsdb-server then requires clients to present a certificate signed by that
+    /// CA. Not possible with an external NB.
+    pub fn nb_ssl(mut self, files: SslFiles) -> Self {
+        self.nb_ssl = Some(files);
         self
     }
 
@@ -205,16 +215,28 @@ impl SandboxBuilder {
             "ovn-nb.ovsschema",
             NB_SCHEMA,
         )?;
+        let ssl = self.nb_ssl.clone();
+        if ssl.is_some() && self.nb_cluster.is_none() && self.external_nb.is_some() {
+            return Err(SandboxError::Unsupported(
+                "nb_ssl needs a Northbound database the sandbox runs, not an external one".into(),
+            ));
+        }
         sandbox.nb = match (&self.nb_cluster, &self.external_nb) {
-            (Some(n), _) => {
-                Db::Cluster(start_cluster(&dir, "nb", "OVN_Northbound", &nb_schema, *n)?)
-            }
+            (Some(n), _) => Db::Cluster(start_cluster(
+                &dir,
+                "nb",
+                "OVN_Northbound",
+                &nb_schema,
+                *n,
+                ssl,
+            )?),
             (None, Some(remote)) => Db::External(remote.clone()),
             (None, None) => Db::Standalone(Box::new(start_standalone(
                 &dir,
                 "nb",
                 "OVN_Northbound",
                 &nb_schema,
+                ssl,
             )?)),
         };
         let need_sb = self.northd || self.chassis > 0;
@@ -232,6 +254,7 @@ impl SandboxBuilder {
                     "sb",
                     "OVN_Southbound",
                     &sb_schema,
+                    None,
                 )?))
             }
             None => Db::None,
@@ -300,6 +323,15 @@ impl Db {
                 .map(|v| v.join(",")),
         }
     }
+
+    fn ssl_remote(&self) -> Option<String> {
+        self.servers()
+            .iter()
+            .map(OvsdbServer::ssl_remote)
+            .collect::<Option<Vec<_>>>()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.join(","))
+    }
 }
 
 fn join(it: impl Iterator<Item = String>) -> String {
@@ -311,6 +343,7 @@ fn start_standalone(
     name: &str,
     db_name: &str,
     schema: &Path,
+    ssl: Option<SslFiles>,
 ) -> Result<OvsdbServer, SandboxError> {
     let cfg = ServerConfig {
         name: name.to_string(),
@@ -318,6 +351,7 @@ fn start_standalone(
         db_file: dir.join(format!("{name}.db")),
         dir: dir.to_path_buf(),
         tcp: true,
+        ssl,
     };
     let mut server = OvsdbServer::create_standalone(cfg, schema)?;
     server.start()?;
@@ -330,6 +364,7 @@ fn start_cluster(
     db_name: &str,
     schema: &Path,
     members: usize,
+    ssl: Option<SslFiles>,
 ) -> Result<Vec<OvsdbServer>, SandboxError> {
     let mut servers: Vec<OvsdbServer> = Vec::with_capacity(members);
     let mut first_addr = String::new();
@@ -341,6 +376,7 @@ fn start_cluster(
             db_file: dir.join(format!("{name}-{i}.db")),
             dir: dir.to_path_buf(),
             tcp: true,
+            ssl: ssl.clone(),
         };
         let db_file = path_str(&cfg.db_file)?.to_string();
         if i == 0 {
@@ -479,6 +515,7 @@ impl Chassis {
                 db_file: dir.join("conf.db"),
                 dir: dir.clone(),
                 tcp: false,
+                ssl: None,
             },
             &vswitch_schema,
         )?;
@@ -676,6 +713,12 @@ impl Sandbox {
     /// The Northbound remote over TCP (comma-separated for a cluster).
     pub fn nb_tcp_remote(&self) -> Option<String> {
         self.nb.tcp_remote()
+    }
+
+    /// The Northbound remote over TLS (`ssl:127.0.0.1:PORT`, comma-separated for a cluster) when
+    /// the sandbox was built with [`SandboxBuilder::nb_ssl`].
+    pub fn nb_ssl_remote(&self) -> Option<String> {
+        self.nb.ssl_remote()
     }
 
     /// The Southbound remote (`unix:`, or external), if there is a Southbound database.

@@ -23,6 +23,20 @@ pub(crate) struct ServerConfig {
     pub dir: PathBuf,
     /// Whether to listen on TCP (127.0.0.1, port chosen by the server) besides the unix socket.
     pub tcp: bool,
+    /// Also listen for TLS (`pssl:`, 127.0.0.1, port chosen by the server) with these files.
+    pub ssl: Option<SslFiles>,
+}
+
+/// The PEM files an ovsdb-server's `pssl:` listener uses: `--private-key`, `--certificate` and
+/// `--ca-cert` (which signs the certificates clients must present).
+#[derive(Debug, Clone)]
+pub struct SslFiles {
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// The CA certificate clients' certificates must chain to.
+    pub ca: PathBuf,
 }
 
 impl ServerConfig {
@@ -54,6 +68,7 @@ pub struct DbStatus {
 pub struct OvsdbServer {
     cfg: ServerConfig,
     tcp_port: Option<u16>,
+    ssl_port: Option<u16>,
     daemon: Option<Daemon>,
 }
 
@@ -62,6 +77,7 @@ impl OvsdbServer {
         OvsdbServer {
             cfg,
             tcp_port: None,
+            ssl_port: None,
             daemon: None,
         }
     }
@@ -98,6 +114,11 @@ impl OvsdbServer {
     /// restarts).
     pub fn tcp_remote(&self) -> Option<String> {
         self.tcp_port.map(|p| format!("tcp:127.0.0.1:{p}"))
+    }
+
+    /// `ssl:127.0.0.1:PORT` when the server listens for TLS (the port is kept across restarts).
+    pub fn ssl_remote(&self) -> Option<String> {
+        self.ssl_port.map(|p| format!("ssl:127.0.0.1:{p}"))
     }
 
     /// The server's unixctl socket (for `ovs-appctl -t`).
@@ -147,6 +168,16 @@ impl OvsdbServer {
         if cfg.tcp {
             spec = spec.arg(format!("--remote={tcp_listen}"));
         }
+        if let Some(ssl) = &cfg.ssl {
+            spec = spec
+                .arg(format!("--private-key={}", ssl.key.display()))
+                .arg(format!("--certificate={}", ssl.cert.display()))
+                .arg(format!("--ca-cert={}", ssl.ca.display()));
+            // The first start adds the listener only once the TCP port is known (below).
+            if let Some(p) = self.ssl_port {
+                spec = spec.arg(format!("--remote=pssl:{p}:127.0.0.1"));
+            }
+        }
         // Remember how far the log had got so the port line of *this* start is the one read.
         let log_offset = std::fs::metadata(cfg.log()).map(|m| m.len()).unwrap_or(0);
         let _ = std::fs::remove_file(cfg.socket());
@@ -167,7 +198,41 @@ impl OvsdbServer {
             )?;
             self.tcp_port = Some(port);
         }
+        if cfg.ssl.is_some() && self.ssl_port.is_none() {
+            self.ssl_port = Some(self.add_ssl_listener()?);
+        }
         Ok(())
+    }
+
+    /// Adds a `pssl:0:127.0.0.1` listener to the running server and learns its port. The log
+    /// says "listening on port N" for TCP and TLS listeners alike (same text, same address) and
+    /// the server opens the listeners of its command line in no documented order (a hash
+    /// table's), so the TLS port is only unambiguous when it is the one listener opened after
+    /// the log offset taken here.
+    fn add_ssl_listener(&mut self) -> Result<u16, SandboxError> {
+        let log = self.cfg.log();
+        let log_offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        run_tool(
+            "ovs-appctl",
+            &[
+                "-t",
+                path_str(&self.cfg.ctl())?,
+                "ovsdb-server/add-remote",
+                "pssl:0:127.0.0.1",
+            ],
+            &[],
+        )?;
+        let daemon = &mut self.daemon;
+        wait_until(
+            &format!("{} to report its TLS port", self.cfg.name),
+            READY_TIMEOUT,
+            || {
+                if let Some(d) = daemon.as_mut() {
+                    d.check_running()?;
+                }
+                Ok(listening_port(&log, log_offset))
+            },
+        )
     }
 
     /// Waits until `list_dbs` over the unix socket names our database.
