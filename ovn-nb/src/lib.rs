@@ -15,6 +15,7 @@
 
 mod generated;
 mod model;
+pub mod ops;
 
 pub use generated::{nb, server, vswitch};
 pub use model::{read, AtomValue, ColumnEnum, ColumnValue, ModelError, Ref, RefTarget, Table};

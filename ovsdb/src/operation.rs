@@ -396,7 +396,10 @@ pub(crate) fn check_conditions(
 ) -> Result<(), ConstraintViolation> {
     for c in conds {
         if is_implicit(&c.column) {
-            let ok = c.value.as_atom().is_some_and(|a| a.as_uuid().is_some())
+            let ok = c
+                .value
+                .as_atom()
+                .is_some_and(|a| matches!(a, Atom::Uuid(_) | Atom::NamedUuid(_)))
                 && matches!(
                     c.function,
                     Function::Eq | Function::Ne | Function::Includes | Function::Excludes
@@ -405,7 +408,7 @@ pub(crate) fn check_conditions(
                 return Err(violation(
                     t,
                     &c.column,
-                    "compares only with == or != to a UUID",
+                    "compares only with ==, !=, includes or excludes to a UUID or named UUID",
                 ));
             }
             continue;
