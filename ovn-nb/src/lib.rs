@@ -15,6 +15,7 @@
 
 mod generated;
 mod model;
+pub mod diff;
 pub mod ops;
 
 pub use generated::{nb, server, vswitch};
