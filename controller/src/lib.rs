@@ -2,10 +2,11 @@
 //!
 //! This crate holds the control plane, the node shim, the CNI plugin and the tools. So far it
 //! provides the OVN [`sandbox`] launcher that `ovn-vpc demo` and every test build on, and
-//! [`dump`] (`ovn-vpc dump`).
+//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod dump;
 pub mod sandbox;
+pub mod show;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ovn_vpc::sandbox::{Sandbox, SandboxBuilder};
 
+mod bench;
+
 /// VPC networking for Kubernetes on OVN.
 #[derive(Debug, Parser)]
 #[command(name = "ovn-vpc", version, about)]
@@ -33,6 +35,42 @@ enum Command {
         /// Do not start ovn-northd.
         #[arg(long)]
         no_northd: bool,
+    },
+    /// Print every row of the database's tables (all, or those named), like `ovsdb-client
+    /// dump`, as aligned text or as one JSON document (`{table: [{"_uuid": …, column: …}]}`).
+    Dump {
+        /// The OVSDB remote (comma-separated for a cluster).
+        #[arg(
+            long,
+            env = "OVN_NB_DB",
+            default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+        )]
+        db: String,
+        /// The database to dump.
+        #[arg(long, default_value = "OVN_Northbound")]
+        database: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DumpFormat::Table)]
+        format: DumpFormat,
+        /// Tables to dump (default: all).
+        tables: Vec<String>,
+    },
+    /// Print the Northbound topology as a tree grouped by VPC: routers with their ports, NAT,
+    /// routes and policies; switches under the router they attach to, with their ports.
+    Show {
+        /// The Northbound remote.
+        #[arg(
+            long,
+            env = "OVN_NB_DB",
+            default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+        )]
+        db: String,
+    },
+    /// Benchmarks of the native OVSDB client (compared with ovsdbapp and ovn-nbctl by
+    /// bench/run); each prints one JSON line.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
     },
 }
 
@@ -82,8 +120,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_sandbox(&sandbox);
             wait_for_interrupt()?;
         }
+        Command::Bench { which } => bench::run(which)?,
+        Command::Dump {
+            db,
+            database,
+            format,
+            tables,
+        } => {
+            let dump = block_on(async {
+                let (client, conn) = ovsdb::connect(&db).await?;
+                tokio::spawn(conn);
+                ovn_vpc::dump::dump(&client, &database, &tables).await
+            })?;
+            match format {
+                DumpFormat::Table => print!("{}", dump.to_text()),
+                DumpFormat::Json => println!("{}", dump.to_json()),
+            }
+        }
+        Command::Show { db } => {
+            let dump = block_on(async {
+                let (client, conn) = ovsdb::connect(&db).await?;
+                tokio::spawn(conn);
+                ovn_vpc::dump::dump(&client, "OVN_Northbound", &[]).await
+            })?;
+            print!("{}", ovn_vpc::show::render(&dump));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ovn-vpc dump --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DumpFormat {
+    /// Aligned columns, one block per table.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Runs a future on a small runtime (the CLI commands are one-shot).
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, ovsdb::Error>>) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(f)?)
 }
 
 fn print_sandbox(s: &Sandbox) {

@@ -33,3 +33,61 @@ fn unknown_subcommands_are_refused_with_usage() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }
+
+#[test]
+fn dump_and_show_read_a_live_database() {
+    let sandbox = ovn_vpc::sandbox::Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let ok = Command::new("ovn-nbctl")
+        .args([
+            &format!("--db={nb}"),
+            "ls-add",
+            "sw0",
+            "--",
+            "lsp-add",
+            "sw0",
+            "p0",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&run(&[
+        "dump",
+        "--db",
+        &nb,
+        "--format",
+        "json",
+        "Logical_Switch",
+    ]))
+    .unwrap();
+    assert_eq!(json["Logical_Switch"][0]["name"], "sw0");
+    let text = run(&["dump", "--db", &nb]);
+    assert!(
+        text.contains("Logical_Switch_Port table") && text.contains("p0"),
+        "{text}"
+    );
+    let tree = run(&["show", "--db", &nb]);
+    assert!(
+        tree.contains("switch sw0") && tree.contains("    port p0"),
+        "{tree}"
+    );
+    // A bad remote is a clear error, not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
+        .args(["dump", "--db", "tcp:127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ovn-vpc:"));
+}
