@@ -13,9 +13,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod diff;
 mod generated;
 mod model;
-pub mod diff;
 pub mod ops;
 
 pub use generated::{nb, server, vswitch};

@@ -374,10 +374,10 @@ impl Replica {
 
     /// An estimate, in bytes, of the memory the replica uses: rows (the shared slice, each
     /// datum and what it owns, string capacities, allocator overhead), hash-map slots and
-    /// indexes. Row memory is tracked as rows change, not recounted. For scale: 50,000
-    /// Logical_Switch_Ports as a CNI writes them come to about 1.5 KB per row, within a few
-    /// percent of the measured RSS, against about 6 KB per row for the Python IDL (`ovs`
-    /// 3.x) on the same database.
+    /// indexes. Row memory is tracked as rows change, not recounted. It counts the replica
+    /// only: the process' RSS after a sync is higher, as the decoded monitor reply is freed
+    /// into a fragmented heap (bench/results.md: 47 MB counted, 123 MB RSS for a 50,000-port
+    /// NB, against 238 MB RSS for ovsdbapp's IDL).
     pub fn approx_bytes(&self) -> usize {
         size_of::<Replica>()
             + self
