@@ -479,14 +479,12 @@ async fn sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
         .await
         .context("monitor_cond_since")?;
     stages.mark("reply");
-    let reply = MonitorMethod::MonitorCondSince.decode_reply(raw.get())?;
+    // Rows are decoded and stored one at a time (Replica::apply_reply_text), so the decoded
+    // form of the whole reply never exists at once.
+    let applied = replica.apply_reply_text(MonitorMethod::MonitorCondSince, raw.get())?;
     drop(raw);
-    stages.mark("decode");
-    // The change feed of the initial load is what a controller would consume; build it, then
-    // let it go.
-    let changes = replica.apply_reply(&reply)?;
-    stages.mark("apply");
-    drop(reply);
+    stages.mark("decode+apply");
+    let changes = applied.changes;
     let seconds = started.elapsed();
     let cpu = cpu_seconds() - cpu0;
     let rows = replica.row_count();

@@ -72,7 +72,7 @@ pub use operation::{
     OperationResult, Row, ServerError, TransactError,
 };
 pub use remote::{Remote, DEFAULT_PORT};
-pub use replica::{Change, ChangeKind, Replica, RowRef, RowSnapshot, TableView};
+pub use replica::{Change, ChangeKind, Replica, ReplyApplied, RowRef, RowSnapshot, TableView};
 pub use schema::{
     AtomicType, BaseType, ColumnSchema, ColumnType, ConstraintViolation, DatabaseSchema, RefType,
     SchemaParseError, TableSchema,

@@ -737,6 +737,12 @@ impl<'de> Visitor<'de> for TableSeed {
     }
 }
 
+/// Decodes one `<row-update>` / `<row-update2>` from its JSON text (for callers that walk a
+/// large reply row by row instead of decoding it whole).
+pub(crate) fn decode_row_update(format: UpdateFormat, text: &str) -> Result<RowUpdate, Error> {
+    decode_text(text, RowSeed(format)).map_err(|e| Error::Update(format!("row update: {e}")))
+}
+
 #[derive(Clone, Copy)]
 struct RowSeed(UpdateFormat);
 

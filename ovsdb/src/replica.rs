@@ -42,7 +42,8 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::monitor::{
-    MonitorReply, MonitorRequests, RowUpdate, TableUpdate, TableUpdates, UpdateNotification,
+    decode_row_update, MonitorMethod, MonitorReply, MonitorRequests, RowUpdate, TableUpdate,
+    TableUpdates, UpdateNotification,
 };
 use crate::notation::{Atom, Datum, Uuid};
 use crate::operation::Row;
@@ -475,6 +476,97 @@ impl Replica {
         Ok(changes)
     }
 
+    /// Applies the JSON text of a monitor reply as [`Replica::apply_reply`] does, but for a
+    /// full (re)sync without decoding the whole reply first: rows are decoded and stored one
+    /// at a time, so the transient decoded form of a large database never exists at once
+    /// (it would otherwise remain as heap fragmentation after the sync). All or nothing.
+    pub fn apply_reply_text(
+        &mut self,
+        method: MonitorMethod,
+        text: &str,
+    ) -> Result<ReplyApplied, Error> {
+        let bad = |e: serde_json::Error| Error::Update(format!("{method} reply: {e}"));
+        let (found, txn, updates_text): (bool, Option<String>, &str) = match method {
+            MonitorMethod::MonitorCondSince => {
+                let (found, txn, raw): (bool, String, &serde_json::value::RawValue) =
+                    serde_json::from_str(text).map_err(bad)?;
+                let txn = Uuid::parse_str(&txn)
+                    .map_err(|e| Error::Update(format!("last-txn-id {txn:?}: {e}")))?;
+                (found, (!txn.is_nil()).then(|| txn.to_string()), raw.get())
+            }
+            _ => (false, None, text),
+        };
+        if found {
+            // A delta: small by nature; the ordinary path checks it against current rows.
+            let reply = method.decode_reply(text)?;
+            let rows = reply.updates.row_count();
+            let changes = self.apply_reply(&reply)?;
+            return Ok(ReplyApplied {
+                changes,
+                rows,
+                found,
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Raw<'a>(
+            #[serde(borrow)]
+            BTreeMap<
+                std::borrow::Cow<'a, str>,
+                BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
+            >,
+        );
+        let Raw(tables) = serde_json::from_str(updates_text).map_err(bad)?;
+        let format = method.format();
+        let added = self.ensure_named_tables(tables.keys().map(|k| k.as_ref()))?;
+        let mut fresh: BTreeMap<String, Rows> = BTreeMap::new();
+        let mut rows_seen = 0;
+        let built = (|| {
+            for (name, rows) in &tables {
+                let Some(t) = self.tables.get(name.as_ref()) else {
+                    continue;
+                };
+                let mut built = HashMap::with_capacity(rows.len());
+                for (uuid, raw) in rows {
+                    let uuid = Uuid::parse_str(uuid)
+                        .map_err(|e| Error::Update(format!("{name}: row key {uuid:?}: {e}")))?;
+                    let row = match decode_row_update(format, raw.get())? {
+                        RowUpdate::Initial(row)
+                        | RowUpdate::Insert(row)
+                        | RowUpdate::OldNew {
+                            old: None,
+                            new: Some(row),
+                        } => row,
+                        other => {
+                            return Err(Error::Update(format!(
+                                "{name} row {uuid}: a full sync holds only initial rows, not {}",
+                                other.kind()
+                            )))
+                        }
+                    };
+                    built.insert(uuid, t.build(&row)?);
+                    rows_seen += 1;
+                }
+                fresh.insert(name.to_string(), built);
+            }
+            Ok(())
+        })();
+        if let Err(e) = built {
+            self.drop_tables(added);
+            return Err(e);
+        }
+        let mut changes = Vec::new();
+        for (name, t) in &mut self.tables {
+            let rows = fresh.remove(name.as_str()).unwrap_or_default();
+            t.replace_rows(rows, &mut changes);
+        }
+        self.last_txn_id = txn;
+        Ok(ReplyApplied {
+            changes,
+            rows: rows_seen,
+            found,
+        })
+    }
+
     /// Applies an `update`, `update2` or `update3` notification; an `update3` also records
     /// its transaction id.
     pub fn apply_notification(
@@ -542,8 +634,15 @@ impl Replica {
     /// laid out with every column, as a monitor that names no column reports them. Returns
     /// the tables added, so a failed update can take them back.
     fn ensure_tables(&mut self, updates: &TableUpdates) -> Result<Vec<String>, Error> {
-        let mut added = Vec::new();
-        for name in updates.0.keys() {
+        self.ensure_named_tables(updates.0.keys().map(String::as_str))
+    }
+
+    fn ensure_named_tables<'n>(
+        &mut self,
+        names: impl Iterator<Item = &'n str>,
+    ) -> Result<Vec<String>, Error> {
+        let mut added: Vec<String> = Vec::new();
+        for name in names {
             if self.tables.contains_key(name) {
                 continue;
             }
@@ -557,8 +656,9 @@ impl Replica {
             };
             let mut columns: Vec<String> = ts.columns.keys().cloned().collect();
             columns.push("_version".into());
-            self.tables.insert(name.clone(), Table::new(ts, columns));
-            added.push(name.clone());
+            self.tables
+                .insert(name.to_string(), Table::new(ts, columns));
+            added.push(name.to_string());
         }
         Ok(added)
     }
@@ -579,6 +679,17 @@ impl Replica {
                 .map(|t| t.rows.values().map(|v| row_bytes(v)).sum::<usize>() + t.fixed_bytes())
                 .sum::<usize>()
     }
+}
+
+/// What applying a monitor reply did.
+#[derive(Debug)]
+pub struct ReplyApplied {
+    /// The changes to the replica's contents.
+    pub changes: Vec<Change>,
+    /// Rows the reply carried.
+    pub rows: usize,
+    /// `monitor_cond_since` found its transaction: the reply was a delta.
+    pub found: bool,
 }
 
 /// A table's rows: UUID → values in column order.
@@ -1743,6 +1854,78 @@ mod tests {
             )
             .unwrap();
         assert_eq!(partial.table("BFD").unwrap().indexes().count(), 0);
+    }
+
+    #[test]
+    fn a_reply_applied_row_by_row_equals_one_applied_whole() {
+        let t = "Logical_Switch_Port";
+        let seed = |r: &mut Replica| {
+            apply2(
+                r,
+                json!({t: {
+                    u(1).to_string(): {"insert": {"name": "a"}},
+                    u(2).to_string(): {"insert": {"name": "b"}},
+                }}),
+            )
+            .unwrap();
+        };
+        let (mut whole, mut by_row) = (lsp_replica(), lsp_replica());
+        seed(&mut whole);
+        seed(&mut by_row);
+        let full = format!(
+            r#"[false, "4492e191-fe40-4168-ab00-54ae78e16c8e", {{"{t}": {{
+                "{}": {{"initial": {{"name": "b", "addresses": ["set", ["router"]]}}}},
+                "{}": {{"initial": {{"name": "c", "options": ["map", [["k", "v"]]]}}}}}}}}]"#,
+            u(2),
+            u(3)
+        );
+        let found = format!(
+            r#"[true, "5acb3f86-e0f2-48a0-bc33-75213a5a7ddf", {{"{t}": {{"{}": {{"delete": null}}}}}}]"#,
+            u(3)
+        );
+        for text in [&full, &found] {
+            let m = MonitorMethod::MonitorCondSince;
+            let a = whole.apply_reply(&m.decode_reply(text).unwrap()).unwrap();
+            let b = by_row.apply_reply_text(m, text).unwrap();
+            assert_eq!(kinds(&a), kinds(&b.changes));
+            assert_eq!(whole.to_json(), by_row.to_json());
+            assert_eq!(whole.last_txn_id(), by_row.last_txn_id());
+            assert_eq!(by_row.approx_bytes(), by_row.recount_bytes());
+        }
+        // Plain monitor_cond and monitor replies (no transaction id) go the same way.
+        let cond = format!(
+            r#"{{"{t}": {{"{}": {{"initial": {{"name": "x"}}}}}}}}"#,
+            u(9)
+        );
+        let b = by_row
+            .apply_reply_text(MonitorMethod::MonitorCond, &cond)
+            .unwrap();
+        assert_eq!((b.rows, b.found), (1, false));
+        let v1 = format!(r#"{{"{t}": {{"{}": {{"new": {{"name": "y"}}}}}}}}"#, u(8));
+        by_row
+            .apply_reply_text(MonitorMethod::Monitor, &v1)
+            .unwrap();
+        assert_eq!(by_row.table(t).unwrap().len(), 1);
+        // A bad row anywhere leaves the replica as it was.
+        let before = by_row.to_json();
+        let bad = format!(
+            r#"{{"{t}": {{"{}": {{"initial": {{"name": "ok"}}}}, "not-a-uuid": {{"initial": {{}}}}}}}}"#,
+            u(7)
+        );
+        assert!(by_row
+            .apply_reply_text(MonitorMethod::MonitorCond, &bad)
+            .is_err());
+        let modify = format!(
+            r#"{{"{t}": {{"{}": {{"modify": {{"name": "q"}}}}}}}}"#,
+            u(8)
+        );
+        assert!(by_row
+            .apply_reply_text(MonitorMethod::MonitorCond, &modify)
+            .is_err());
+        assert!(by_row
+            .apply_reply_text(MonitorMethod::MonitorCond, "[1,")
+            .is_err());
+        assert_eq!(by_row.to_json(), before);
     }
 
     #[test]

@@ -350,24 +350,24 @@ async fn attempt(
             };
             match result {
                 Ok(raw) => {
-                    let reply = m.decode_reply(raw.get())?;
-                    shared
-                        .stats
-                        .last_sync_bytes
-                        .store(raw.get().len() as u64, Ordering::Relaxed);
-                    shared
-                        .stats
-                        .last_sync_rows
-                        .store(reply.updates.row_count() as u64, Ordering::Relaxed);
-                    shared
-                        .stats
-                        .last_sync_resumed
-                        .store(reply.found, Ordering::Relaxed);
-                    let changes = with_replica(shared, |r| match r.as_mut() {
-                        Some(replica) => replica.apply_reply(&reply),
-                        None => Ok(Vec::new()),
+                    let bytes = raw.get().len() as u64;
+                    let applied = with_replica(shared, |r| match r.as_mut() {
+                        Some(replica) => replica.apply_reply_text(m, raw.get()).map(Some),
+                        None => Ok(None),
                     })?;
-                    publish(shared, changes);
+                    drop(raw);
+                    shared.stats.last_sync_bytes.store(bytes, Ordering::Relaxed);
+                    if let Some(applied) = applied {
+                        shared
+                            .stats
+                            .last_sync_rows
+                            .store(applied.rows as u64, Ordering::Relaxed);
+                        shared
+                            .stats
+                            .last_sync_resumed
+                            .store(applied.found, Ordering::Relaxed);
+                        publish(shared, applied.changes);
+                    }
                     method = Some(m);
                     break;
                 }
