@@ -216,9 +216,20 @@ async fn run(shared: Arc<Shared>, remotes: Vec<Remote>, opts: SessionOptions) {
             backoff = opts.backoff_min;
             continue;
         }
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(opts.backoff_max);
     }
+}
+
+/// `d` scaled by a factor in [0.5, 1.5), so that many clients that lost the same leader do
+/// not retry in lockstep (a reconnect storm against the new leader).
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded per process and per instance: enough spread, no extra crate.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(d.as_nanos() as u64);
+    let r = (h.finish() % 1000) as f64 / 1000.0;
+    d.mul_f64(0.5 + r)
 }
 
 /// The `_Server` view of the database on one server.
@@ -467,5 +478,19 @@ struct AbortOnDrop(JoinHandle<Result<(), Error>>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half_and_varies() {
+        let d = Duration::from_millis(400);
+        let samples: Vec<Duration> = (0..200).map(|_| jitter(d)).collect();
+        assert!(samples.iter().all(|s| *s >= d / 2 && *s < d.mul_f64(1.5)));
+        let distinct: std::collections::BTreeSet<_> = samples.iter().collect();
+        assert!(distinct.len() > 50, "no spread: {}", distinct.len());
     }
 }
