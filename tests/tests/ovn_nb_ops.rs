@@ -162,6 +162,31 @@ async fn every_operation_family_lands_and_northd_derives_its_flows() {
             ..Default::default()
         },
     );
+    // A second gateway port whose chassis come from an HA chassis group.
+    let group = txn.ha_chassis_group_add(vpc, "vpc-a-ha", &[("ch1", 20), ("ch2", 10)]);
+    txn.lrp_add(
+        vpc,
+        &lr,
+        nb::LogicalRouterPort {
+            name: s("vpc-a-ext2"),
+            mac: s("0a:00:00:00:00:fd"),
+            networks: vec![s("172.17.0.10/24")],
+            ha_chassis_group: Some(group),
+            ..Default::default()
+        },
+    );
+    // An address set used by an ACL match.
+    txn.acl_add(
+        subnet,
+        &AclTarget::Switch(ls.clone()),
+        nb::Acl {
+            direction: nb::AclDirection::ToLport,
+            priority: 1004,
+            r#match: s("ip4.src == $as_vpc_a && tcp.dst == 5432"),
+            action: nb::AclAction::Reject,
+            ..Default::default()
+        },
+    );
     txn.address_set_add(
         vpc,
         nb::AddressSet {
@@ -214,6 +239,16 @@ async fn every_operation_family_lands_and_northd_derives_its_flows() {
             "vpc-a",
             "172.16.0.10 && tcp && tcp.dst == 8080",
             "load balancer VIP on the router",
+        ),
+        (
+            "vpc-a",
+            "is_chassis_resident(\"cr-vpc-a-ext2\")",
+            "HA chassis group gateway port",
+        ),
+        (
+            "net1",
+            "$as_vpc_a && tcp.dst == 5432",
+            "address set in an ACL",
         ),
     ];
     let mut missing = Vec::new();
