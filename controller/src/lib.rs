@@ -8,5 +8,6 @@
 #![deny(missing_docs)]
 
 pub mod dump;
+pub mod ipam;
 pub mod sandbox;
 pub mod show;
