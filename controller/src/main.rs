@@ -66,6 +66,8 @@ enum Command {
         )]
         db: String,
     },
+    /// Print the CustomResourceDefinitions of the ovnvpc.io API (what deploy/crds.yaml holds).
+    Crds,
     /// Benchmarks of the native OVSDB client (compared with ovsdbapp and ovn-nbctl by
     /// bench/run); each prints one JSON line.
     Bench {
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_for_interrupt()?;
         }
         Command::Bench { which } => bench::run(which)?,
+        Command::Crds => print!("{}", ovn_vpc::api::crds_yaml()),
         Command::Dump {
             db,
             database,
