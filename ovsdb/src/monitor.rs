@@ -39,7 +39,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::notation::Uuid;
-use crate::operation::{check_conditions, Condition, Row};
+use crate::operation::{check_conditions, is_implicit, violation, Condition, Row};
 use crate::schema::{ConstraintViolation, DatabaseSchema, TableSchema};
 
 /// The `last-txn-id` that asks `monitor_cond_since` for everything: the zero UUID, which is also
@@ -239,18 +239,6 @@ fn all_columns(t: &TableSchema) -> Vec<&str> {
     v.push("_version");
     v.sort_unstable();
     v
-}
-
-fn is_implicit(c: &str) -> bool {
-    c == "_uuid" || c == "_version"
-}
-
-fn violation(t: &TableSchema, column: &str, message: impl Into<String>) -> ConstraintViolation {
-    ConstraintViolation {
-        table: t.name.clone(),
-        column: column.to_string(),
-        message: message.into(),
-    }
 }
 
 /// `<monitor-cond-update-requests>` of `monitor_cond_change`: table → its new conditions

@@ -356,11 +356,16 @@ impl Operation {
     }
 }
 
-fn is_implicit(c: &str) -> bool {
+/// `_uuid` and `_version`: columns every table has but no schema lists.
+pub(crate) fn is_implicit(c: &str) -> bool {
     c == "_uuid" || c == "_version"
 }
 
-fn violation(t: &TableSchema, column: &str, message: impl Into<String>) -> ConstraintViolation {
+pub(crate) fn violation(
+    t: &TableSchema,
+    column: &str,
+    message: impl Into<String>,
+) -> ConstraintViolation {
     ConstraintViolation {
         table: t.name.clone(),
         column: column.to_string(),

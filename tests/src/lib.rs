@@ -71,3 +71,45 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Table → uuid → column → value, as `ovsdb-client -f json dump` shows a database (`_version`
+/// left out; values canonical, so they compare with ours whatever order the server used).
+pub type DumpRows = std::collections::BTreeMap<
+    String,
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, ovsdb::Datum>>,
+>;
+
+/// `ovsdb-client -f json dump REMOTE DB [TABLE...]`, parsed: the independent witness of what a
+/// server holds (it prints one JSON document per table).
+pub fn ovsdb_client_dump(remote: &str, db: &str, tables: &[&str]) -> DumpRows {
+    let mut args = vec!["-f", "json", "dump", remote, db];
+    args.extend_from_slice(tables);
+    let out = run("ovsdb-client", &args);
+    let mut result = DumpRows::new();
+    for doc in serde_json::Deserializer::from_str(&out).into_iter::<serde_json::Value>() {
+        let doc = doc.expect("ovsdb-client printed JSON");
+        let table = doc["caption"]
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches(" table")
+            .to_string();
+        let headings: Vec<String> = serde_json::from_value(doc["headings"].clone()).unwrap();
+        let mut rows = std::collections::BTreeMap::new();
+        for r in doc["data"].as_array().into_iter().flatten() {
+            let mut row = std::collections::BTreeMap::new();
+            let mut uuid = String::new();
+            for (h, v) in headings.iter().zip(r.as_array().into_iter().flatten()) {
+                match h.as_str() {
+                    "_uuid" => uuid = v[1].as_str().unwrap_or("").to_string(),
+                    "_version" => {}
+                    _ => {
+                        row.insert(h.clone(), serde_json::from_value(v.clone()).unwrap());
+                    }
+                }
+            }
+            rows.insert(uuid, row);
+        }
+        result.insert(table, rows);
+    }
+    result
+}

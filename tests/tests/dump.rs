@@ -1,50 +1,9 @@
 //! `ovn-vpc dump` agrees with `ovsdb-client -f json dump` row for row on a populated NB.
 
-use std::collections::BTreeMap;
-
 use ovn_vpc::dump::dump;
 use ovn_vpc::sandbox::Sandbox;
-use ovn_vpc_tests::{nbctl, run};
+use ovn_vpc_tests::{nbctl, ovsdb_client_dump};
 use ovsdb::Datum;
-use serde_json::Value;
-
-/// ovsdb-client's JSON dump (one document per table) as table → uuid → column → datum.
-fn reference(remote: &str) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Datum>>> {
-    let out = run(
-        "ovsdb-client",
-        &["-f", "json", "dump", remote, "OVN_Northbound"],
-    );
-    let mut tables = BTreeMap::new();
-    for doc in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
-        let doc = doc.unwrap();
-        let name = doc["caption"]
-            .as_str()
-            .unwrap()
-            .trim_end_matches(" table")
-            .to_string();
-        let headings: Vec<String> = serde_json::from_value(doc["headings"].clone()).unwrap();
-        let mut rows = BTreeMap::new();
-        for r in doc["data"].as_array().unwrap() {
-            let mut row = BTreeMap::new();
-            let mut uuid = String::new();
-            for (h, v) in headings.iter().zip(r.as_array().unwrap()) {
-                match h.as_str() {
-                    "_uuid" => uuid = v[1].as_str().unwrap().to_string(),
-                    "_version" => {}
-                    _ => {
-                        row.insert(
-                            h.clone(),
-                            serde_json::from_value::<Datum>(v.clone()).unwrap(),
-                        );
-                    }
-                }
-            }
-            rows.insert(uuid, row);
-        }
-        tables.insert(name, rows);
-    }
-    tables
-}
 
 #[tokio::test]
 async fn dump_json_matches_ovsdb_client_row_for_row() {
@@ -109,7 +68,7 @@ async fn dump_json_matches_ovsdb_client_row_for_row() {
     tokio::spawn(conn);
     let ours = dump(&client, "OVN_Northbound", &[]).await.unwrap();
     let json = ours.to_json();
-    let want = reference(&nb);
+    let want = ovsdb_client_dump(&nb, "OVN_Northbound", &[]);
     assert_eq!(json.as_object().unwrap().len(), want.len(), "same tables");
     let mut compared = 0;
     for (table, rows) in &want {

@@ -5,34 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use ovn_vpc::sandbox::Sandbox;
-use ovn_vpc_tests::{nbctl, run};
+use ovn_vpc_tests::{nbctl, ovsdb_client_dump};
 use ovsdb::{Datum, MonitorRequest, MonitorRequests, Operation, Session, SessionOptions};
-use serde_json::Value;
 
 const NB: &str = "OVN_Northbound";
 const T: Duration = Duration::from_secs(30);
 
-/// `ovsdb-client -f json dump` of one table as uuid → column → canonical datum (no _version).
+/// `ovsdb-client -f json dump` of one table as uuid → column → canonical datum.
 fn dump(remote: &str, table: &str) -> BTreeMap<String, BTreeMap<String, Datum>> {
-    let out = run("ovsdb-client", &["-f", "json", "dump", remote, NB, table]);
-    let doc: Value = serde_json::from_str(&out).expect("one JSON document per table");
-    let headings: Vec<String> = serde_json::from_value(doc["headings"].clone()).unwrap();
-    let mut rows = BTreeMap::new();
-    for r in doc["data"].as_array().unwrap() {
-        let mut row = BTreeMap::new();
-        let mut uuid = String::new();
-        for (h, v) in headings.iter().zip(r.as_array().unwrap()) {
-            match h.as_str() {
-                "_uuid" => uuid = v[1].as_str().unwrap().to_string(),
-                "_version" => {}
-                _ => {
-                    row.insert(h.clone(), serde_json::from_value(v.clone()).unwrap());
-                }
-            }
-        }
-        rows.insert(uuid, row);
-    }
-    rows
+    ovsdb_client_dump(remote, NB, &[table])
+        .remove(table)
+        .unwrap_or_default()
 }
 
 /// The replica's copy of one table in the same shape.
