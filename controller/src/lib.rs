@@ -10,5 +10,6 @@
 pub mod api;
 pub mod dump;
 pub mod ipam;
+pub mod manifest;
 pub mod sandbox;
 pub mod show;
