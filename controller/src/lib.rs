@@ -13,3 +13,5 @@ pub mod ipam;
 pub mod manifest;
 pub mod sandbox;
 pub mod show;
+pub mod standalone;
+pub mod translate;

@@ -66,6 +66,40 @@ enum Command {
         )]
         db: String,
     },
+    /// Reconcile the Northbound with the objects in manifest files (Vpc, Subnet, Pod, …), in
+    /// one transaction. So far: VPC routers, subnets (switch, router port pair, DHCPv4) and pod
+    /// ports with their addresses; NAT and external subnets are not translated yet.
+    Apply {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// The Northbound remote.
+        #[arg(
+            long,
+            env = "OVN_NB_DB",
+            default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+        )]
+        db: String,
+        /// Also remove rows of ours whose objects are not in the manifests.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Print the OVN changes `apply` would make; exit 0 when there are none, 2 when there are.
+    Plan {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// The Northbound remote.
+        #[arg(
+            long,
+            env = "OVN_NB_DB",
+            default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+        )]
+        db: String,
+        /// Include removals of rows whose objects are not in the manifests.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Print the CustomResourceDefinitions of the ovnvpc.io API (what deploy/crds.yaml holds).
     Crds,
     /// Benchmarks of the native OVSDB client (compared with ovsdbapp and ovn-nbctl by
@@ -124,6 +158,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench { which } => bench::run(which)?,
         Command::Crds => print!("{}", ovn_vpc::api::crds_yaml()),
+        Command::Apply { files, db, prune } => {
+            let r = runtime()?.block_on(ovn_vpc::standalone::apply(&db, &files, prune))?;
+            report(&r);
+            println!(
+                "applied: {} operation(s) in one transaction",
+                r.operations
+                    .iter()
+                    .filter_map(ovn_vpc::standalone::describe)
+                    .count()
+            );
+        }
+        Command::Plan { files, db, prune } => {
+            let r = runtime()?.block_on(ovn_vpc::standalone::plan(&db, &files, prune))?;
+            report(&r);
+            let lines: Vec<String> = r
+                .operations
+                .iter()
+                .filter_map(ovn_vpc::standalone::describe)
+                .collect();
+            if lines.is_empty() {
+                println!("no changes");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for l in &lines {
+                println!("{l}");
+            }
+            return Ok(ExitCode::from(2));
+        }
         Command::Dump {
             db,
             database,
@@ -159,6 +221,22 @@ enum DumpFormat {
     Table,
     /// One JSON document.
     Json,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Objects that wait, and documents that were skipped, on stderr.
+fn report(r: &ovn_vpc::standalone::Reconcile) {
+    for s in r.statuses.iter().filter(|s| !s.ready) {
+        eprintln!("{}: {} ({})", s.object, s.message, s.reason);
+    }
+    for s in &r.skipped {
+        eprintln!("skipped {s}");
+    }
 }
 
 /// Runs a future on a small runtime (the CLI commands are one-shot).

@@ -1,0 +1,108 @@
+//! `ovn-vpc apply -f` / `plan -f`: the reconcile engine fed from manifest files, no cluster.
+//! The NB itself stores the allocations (our pod ports carry their addresses), so a re-apply
+//! keeps every address and `plan` after `apply` shows nothing. Rows of objects missing from the
+//! manifests are removed only with `--prune`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ovn_nb::diff::{diff, Scope};
+use ovsdb::{MonitorRequest, MonitorRequests, Operation, Session, SessionOptions};
+
+use crate::api::validate;
+use crate::manifest;
+use crate::translate::{existing_allocations, translate, Status, MANAGED_TABLES};
+
+/// What a reconcile would do (or did).
+#[derive(Debug)]
+pub struct Reconcile {
+    /// The operations of the one transaction.
+    pub operations: Vec<Operation>,
+    /// Per-object outcome.
+    pub statuses: Vec<Status>,
+    /// Documents skipped as not ours.
+    pub skipped: Vec<String>,
+}
+
+/// Reads, validates and translates the manifests, and diffs against the NB at `db`.
+pub async fn plan(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Reconcile> {
+    let m = manifest::load(files)?;
+    let errors = validate(&m.objects);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));
+    }
+    let mut requests = MonitorRequests::new();
+    for t in MANAGED_TABLES {
+        requests.add(*t, MonitorRequest::new());
+    }
+    let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
+    session.client(Duration::from_secs(30)).await?;
+    let replica = session.replica();
+    let replica = replica
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+    let existing = existing_allocations(replica);
+    let t = translate(&m.objects, &m.pods, &existing);
+    let scope = if prune {
+        Scope::All
+    } else {
+        Scope::Owners(t.owners.clone())
+    };
+    let operations = diff(MANAGED_TABLES, &t.desired, replica, &scope)?;
+    Ok(Reconcile {
+        operations,
+        statuses: t.statuses,
+        skipped: m.skipped,
+    })
+}
+
+/// [`plan`], then commits the operations in one transaction; returns what was done.
+pub async fn apply(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Reconcile> {
+    let r = plan(db, files, prune).await?;
+    if !r.operations.is_empty() {
+        let (client, conn) = ovsdb::connect(db).await?;
+        tokio::spawn(conn);
+        client.transact("OVN_Northbound", &r.operations).await?;
+    }
+    Ok(r)
+}
+
+/// One line per operation, for `plan` output.
+pub fn describe(op: &Operation) -> Option<String> {
+    let name = |row: &ovsdb::Row| {
+        row.get("name")
+            .and_then(|d| d.as_atom())
+            .and_then(|a| a.as_str())
+            .map(str::to_string)
+            .or_else(|| {
+                row.get("external_ids")
+                    .and_then(|d| d.get_str(ovn_nb::diff::KEY_KEY))
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    };
+    match op {
+        Operation::Insert { table, row, .. } => Some(format!("+ {table} {}", name(row))),
+        Operation::Update {
+            table,
+            conditions,
+            row,
+        } => {
+            let cols: Vec<&str> = row.keys().map(String::as_str).collect();
+            let target = conditions
+                .first()
+                .map(|c| c.value.to_string())
+                .unwrap_or_default();
+            Some(format!("~ {table} {target} [{}]", cols.join(", ")))
+        }
+        Operation::Delete { table, conditions } => {
+            let target = conditions
+                .first()
+                .map(|c| c.value.to_string())
+                .unwrap_or_default();
+            Some(format!("- {table} {target}"))
+        }
+        _ => None, // guards
+    }
+}

@@ -1,0 +1,283 @@
+//! `ovn-vpc apply -f` / `plan -f` through the binary, against ovsdb-server + ovn-northd, with
+//! ovn-nbctl / ovn-sbctl as witnesses.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ovn_vpc::sandbox::Sandbox;
+
+fn ovn_vpc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn nbctl(db: &str, args: &[&str]) -> String {
+    let out = Command::new("ovn-nbctl")
+        .arg(format!("--db={db}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const WORLD: &str = r#"
+apiVersion: ovnvpc.io/v1
+kind: Vpc
+metadata: {name: vpc-a}
+spec: {}
+---
+apiVersion: ovnvpc.io/v1
+kind: Vpc
+metadata: {name: vpc-b}
+spec: {}
+---
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: a-net1}
+spec: {vpc: vpc-a, cidrs: [10.0.1.0/24], namespaces: [team-a]}
+---
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: b-net1}
+spec: {vpc: vpc-b, cidrs: [10.0.1.0/24], namespaces: [team-b]}
+---
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: default}
+spec: {cidrs: [10.16.0.0/16], default: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-a}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-b}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: elsewhere}
+spec: {containers: [{name: c, image: x}]}
+"#;
+
+#[test]
+fn two_vpcs_with_the_same_cidr_apply_and_a_reapply_changes_nothing() {
+    let sandbox = Sandbox::builder().northd().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "world.yaml", WORLD);
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let routers = nbctl(&nb, &["lr-list"]);
+    for r in ["vpc-a", "vpc-b", "default"] {
+        assert!(routers.contains(&format!("({r})")), "{routers}");
+    }
+    // Same LAN address on both VPC routers, same first pod address in both VPCs.
+    assert!(nbctl(&nb, &["lrp-list", "vpc-a"]).contains("vpc-a-a-net1"));
+    assert_eq!(
+        nbctl(
+            &nb,
+            &["get", "Logical_Router_Port", "vpc-a-a-net1", "networks"]
+        )
+        .trim(),
+        "[\"10.0.1.1/24\"]"
+    );
+    assert_eq!(
+        nbctl(
+            &nb,
+            &["get", "Logical_Router_Port", "vpc-b-b-net1", "networks"]
+        )
+        .trim(),
+        "[\"10.0.1.1/24\"]"
+    );
+    let a = nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "web.team-a", "addresses"],
+    );
+    let b = nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "web.team-b", "addresses"],
+    );
+    assert!(
+        a.contains(" 10.0.1.2\"") && b.contains(" 10.0.1.2\""),
+        "{a} {b}"
+    );
+    assert_ne!(a, b, "different MACs");
+    let other = nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "other.elsewhere", "addresses"],
+    );
+    assert!(
+        other.contains(" 10.16.0.2\""),
+        "unclaimed namespace → default subnet: {other}"
+    );
+
+    // plan after apply: nothing; a second apply: nothing either.
+    let plan = ovn_vpc(&["plan", "--db", &nb, "-f", &f]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("no changes"));
+    let again = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("applied: 0 operation(s)"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    // northd derives the datapaths and port bindings.
+    let sb = sandbox.sb_remote().unwrap();
+    let ok = (0..300).any(|_| {
+        let out = Command::new("ovn-sbctl")
+            .args([
+                &format!("--db={sb}"),
+                "--columns=logical_port",
+                "list",
+                "Port_Binding",
+            ])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        if s.contains("web.team-a") && s.contains("web.team-b") && s.contains("other.elsewhere") {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(ok, "northd did not bind the pod ports");
+
+    // Removing a pod from the manifests removes its port only with --prune.
+    let fewer = write(
+        dir.path(),
+        "fewer.yaml",
+        &WORLD.replace(
+            "metadata: {name: other, namespace: elsewhere}",
+            "metadata: {name: other2, namespace: team-a}",
+        ),
+    );
+    let plan = ovn_vpc(&["plan", "--db", &nb, "-f", &fewer]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&plan.stdout).contains("- Logical_Switch_Port"));
+    let pruned = ovn_vpc(&["apply", "--prune", "--db", &nb, "-f", &fewer]);
+    assert!(pruned.status.success());
+    assert!(
+        !nbctl(&nb, &["--columns=name", "list", "Logical_Switch_Port"]).contains("other.elsewhere")
+    );
+    // Addresses in force are kept: web.team-a still has 10.0.1.2, the new pod gets .3.
+    assert_eq!(
+        nbctl(
+            &nb,
+            &["get", "Logical_Switch_Port", "web.team-a", "addresses"]
+        ),
+        a
+    );
+    assert!(nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "other2.team-a", "addresses"]
+    )
+    .contains(" 10.0.1.3\""));
+}
+
+const LATE_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: data, annotations: {ovnvpc.io/subnet: late}}
+spec: {containers: [{name: c, image: x}]}
+"#;
+const DEFAULT_SUBNET: &str = r#"
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: default}
+spec: {cidrs: [10.16.0.0/16], default: true}
+"#;
+const LATE_SUBNET: &str = r#"
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: late}
+spec: {cidrs: [10.77.0.0/24]}
+"#;
+
+#[test]
+fn a_pod_whose_subnet_is_missing_waits_and_never_gets_a_default_address() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let first = write(
+        dir.path(),
+        "first.yaml",
+        &format!("{DEFAULT_SUBNET}---{LATE_POD}"),
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &first]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Pod/data/db") && err.contains("SubnetNotReady"),
+        "{err}"
+    );
+    assert!(
+        !nbctl(&nb, &["--columns=name", "list", "Logical_Switch_Port"]).contains("db.data"),
+        "the pod got a port before its subnet existed"
+    );
+
+    // Either order of the documents gives the same result once the subnet is there.
+    for (i, text) in [
+        format!("{DEFAULT_SUBNET}---{LATE_POD}---{LATE_SUBNET}"),
+        format!("{LATE_SUBNET}---{LATE_POD}---{DEFAULT_SUBNET}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let f = write(dir.path(), &format!("all{i}.yaml"), text);
+        let out = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addr = nbctl(&nb, &["get", "Logical_Switch_Port", "db.data", "addresses"]);
+        assert!(addr.contains(" 10.77.0.2\""), "order {i}: {addr}");
+    }
+}
+
+#[test]
+fn an_invalid_manifest_is_refused_with_object_and_field_and_nothing_is_applied() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.yaml", &format!("{DEFAULT_SUBNET}---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: clash}}\nspec: {{cidrs: [10.16.5.0/24], gateway: 10.99.0.1}}\n"));
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &bad]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Subnet/default: spec.cidrs: 10.16.0.0/16 overlaps 10.16.5.0/24 of Subnet clash in VPC default"), "{err}");
+    assert!(
+        err.contains("Subnet/clash: spec.gateway: 10.99.0.1 is outside 10.16.5.0/24"),
+        "{err}"
+    );
+    assert!(
+        nbctl(&nb, &["show"]).trim().is_empty(),
+        "something was applied"
+    );
+}
