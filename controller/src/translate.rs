@@ -1,7 +1,7 @@
 //! Objects → the Northbound rows that should exist (no I/O). Covered so far: a logical router
 //! per VPC, per Subnet a logical switch with its router port pair and DHCPv4 options, per Pod a
-//! logical switch port with addresses from the subnet's IPAM. NAT, external subnets and routes
-//! are not translated yet.
+//! logical switch port with addresses from the subnet's IPAM; the static and policy routes of
+//! each VPC. NAT and external subnets are not translated yet.
 //!
 //! Subnet binding never races: a pod that names (by annotation or namespace) a subnet that is
 //! not there waits, with a reason; it is never given a default-subnet address instead.
@@ -31,6 +31,8 @@ pub const SUBNET_KEY: &str = "ovn-vpc/subnet";
 /// The tables translation writes (and may delete from).
 pub const MANAGED_TABLES: &[&str] = &[
     "Logical_Router",
+    "Logical_Router_Static_Route",
+    "Logical_Router_Policy",
     "Logical_Router_Port",
     "Logical_Switch",
     "Logical_Switch_Port",
@@ -399,8 +401,62 @@ pub fn translate(
         });
     }
 
+    let specs: BTreeMap<String, &crate::api::VpcSpec> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Vpc(v) => Some((v.name_any(), &v.spec)),
+            _ => None,
+        })
+        .collect();
     for vpc in vpcs {
         let owner = format!("Vpc/{vpc}");
+        // Routes are keyed by what they are, not by position: reordering the spec changes
+        // nothing in OVN.
+        let mut routes = Vec::new();
+        let mut policies = Vec::new();
+        if let Some(spec) = specs.get(&vpc) {
+            for r in &spec.static_routes {
+                let policy = match r.policy {
+                    crate::api::RoutePolicy::Dst => "dst-ip",
+                    crate::api::RoutePolicy::Src => "src-ip",
+                };
+                let key = format!("{owner}/route/{policy}/{}", r.cidr);
+                t.desired.push(Desired {
+                    table: "Logical_Router_Static_Route".into(),
+                    key: key.clone(),
+                    owner: owner.clone(),
+                    row: row(vec![
+                        ("ip_prefix", s(r.cidr.clone())),
+                        ("nexthop", s(r.next_hop.clone())),
+                        ("policy", s(policy)),
+                    ]),
+                });
+                routes.push(key);
+            }
+            for p in &spec.policy_routes {
+                let action = match p.action {
+                    crate::api::PolicyAction::Allow => "allow",
+                    crate::api::PolicyAction::Drop => "drop",
+                    crate::api::PolicyAction::Reroute => "reroute",
+                };
+                let key = format!("{owner}/policy/{}/{}", p.priority, p.match_);
+                let mut r = row(vec![
+                    ("priority", Datum::atom(p.priority)),
+                    ("match", s(p.match_.clone())),
+                    ("action", s(action)),
+                ]);
+                if let Some(h) = &p.next_hop {
+                    r.insert("nexthops".into(), strings([h.clone()]));
+                }
+                t.desired.push(Desired {
+                    table: "Logical_Router_Policy".into(),
+                    key: key.clone(),
+                    owner: owner.clone(),
+                    row: r,
+                });
+                policies.push(key);
+            }
+        }
         t.desired.push(Desired {
             table: "Logical_Router".into(),
             key: owner.clone(),
@@ -408,6 +464,8 @@ pub fn translate(
             row: row(vec![
                 ("name", s(vpc.clone())),
                 ("ports", refs(vpc_ports.remove(&vpc).unwrap_or_default())),
+                ("static_routes", refs(routes)),
+                ("policies", refs(policies)),
             ]),
         });
         t.statuses.push(Status {

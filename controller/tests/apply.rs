@@ -37,7 +37,9 @@ const WORLD: &str = r#"
 apiVersion: ovnvpc.io/v1
 kind: Vpc
 metadata: {name: vpc-a}
-spec: {}
+spec:
+  staticRoutes: [{cidr: 192.168.0.0/16, nextHop: 10.0.1.254}, {cidr: 10.0.1.128/25, nextHop: 10.0.1.253, policy: src}]
+  policyRoutes: [{priority: 3000, match: "ip4.src == 10.0.1.66", action: drop}]
 ---
 apiVersion: ovnvpc.io/v1
 kind: Vpc
@@ -132,6 +134,21 @@ fn two_vpcs_with_the_same_cidr_apply_and_a_reapply_changes_nothing() {
         "unclaimed namespace → default subnet: {other}"
     );
 
+    let routes = nbctl(&nb, &["lr-route-list", "vpc-a"]);
+    assert!(
+        routes.contains("192.168.0.0/16")
+            && routes.contains("10.0.1.254")
+            && routes.contains("src-ip"),
+        "{routes}"
+    );
+    let policies = nbctl(&nb, &["lr-policy-list", "vpc-a"]);
+    assert!(
+        policies.contains("3000")
+            && policies.contains("ip4.src == 10.0.1.66")
+            && policies.contains("drop"),
+        "{policies}"
+    );
+
     // plan after apply: nothing; a second apply: nothing either.
     let plan = ovn_vpc(&["plan", "--db", &nb, "-f", &f]);
     assert_eq!(
@@ -141,6 +158,21 @@ fn two_vpcs_with_the_same_cidr_apply_and_a_reapply_changes_nothing() {
         String::from_utf8_lossy(&plan.stdout)
     );
     assert!(String::from_utf8_lossy(&plan.stdout).contains("no changes"));
+    // Routes are identified by content: listing them in another order changes nothing.
+    let reordered = write(
+        dir.path(),
+        "reordered.yaml",
+        &WORLD.replace(
+            "staticRoutes: [{cidr: 192.168.0.0/16, nextHop: 10.0.1.254}, {cidr: 10.0.1.128/25, nextHop: 10.0.1.253, policy: src}]",
+            "staticRoutes: [{cidr: 10.0.1.128/25, nextHop: 10.0.1.253, policy: src}, {cidr: 192.168.0.0/16, nextHop: 10.0.1.254}]",
+        ),
+    );
+    assert_eq!(
+        ovn_vpc(&["plan", "--db", &nb, "-f", &reordered])
+            .status
+            .code(),
+        Some(0)
+    );
     let again = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("applied: 0 operation(s)"),
