@@ -11,6 +11,7 @@ pub mod api;
 pub mod dump;
 pub mod ipam;
 pub mod manifest;
+pub mod node;
 pub mod sandbox;
 pub mod show;
 pub mod standalone;

@@ -1,0 +1,173 @@
+//! The I/O driver: `iptables-save` / `iptables-restore --noflush --wait` for one backend and
+//! family, optionally inside a network namespace (`ip netns exec NS ...`, used by the tests).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use super::backend::{Backend, Family};
+use super::plan::{plan_removal, plan_table, DesiredTable};
+use super::save::{parse_save, SavedTable};
+use super::IptablesError;
+
+/// What one [`Iptables::reconcile`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Successful `iptables-restore` transactions (0 when actual == desired, else 1).
+    pub writes: u32,
+    /// Transactions iptables refused (a concurrent change made a delete-by-spec or an insert
+    /// index stale); each was followed by a fresh read.
+    pub rejected: u32,
+}
+
+/// One backend and family of iptables, in the root namespace or in a named one.
+#[derive(Debug, Clone)]
+pub struct Iptables {
+    backend: Backend,
+    family: Family,
+    netns: Option<String>,
+    attempts: u32,
+    lock_file: Option<std::path::PathBuf>,
+}
+
+impl Iptables {
+    /// The host's iptables of this backend and family.
+    pub fn new(backend: Backend, family: Family) -> Iptables {
+        Iptables {
+            backend,
+            family,
+            netns: None,
+            attempts: 3,
+            lock_file: None,
+        }
+    }
+
+    /// The same, run inside network namespace `name` (`ip netns exec NAME ...`).
+    pub fn in_netns(mut self, name: &str) -> Iptables {
+        self.netns = Some(name.to_string());
+        self
+    }
+
+    /// How many transactions one reconcile tries, each after a fresh read (default 3).
+    pub fn attempts(mut self, n: u32) -> Iptables {
+        self.attempts = n.max(1);
+        self
+    }
+
+    /// The xtables lock file of the legacy backend (`XTABLES_LOCKFILE`; default
+    /// `/run/xtables.lock`), for a shim whose `/run` is not the host's.
+    pub fn lock_file(mut self, path: impl Into<std::path::PathBuf>) -> Iptables {
+        self.lock_file = Some(path.into());
+        self
+    }
+
+    /// The program name, e.g. `ip6tables-nft-restore`.
+    pub fn program(&self, tool: &str) -> String {
+        let family = match self.family {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        };
+        let backend = match self.backend {
+            Backend::Legacy => "legacy",
+            Backend::Nft => "nft",
+        };
+        format!("{family}-{backend}-{tool}")
+    }
+
+    fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<String, IptablesError> {
+        let program = self.program(tool);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, &program]);
+                c
+            }
+            None => Command::new(&program),
+        };
+        if let Some(lock) = &self.lock_file {
+            cmd.env("XTABLES_LOCKFILE", lock);
+        }
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_err = |source| IptablesError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes()).map_err(spawn_err)?;
+        }
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        if !out.status.success() {
+            return Err(IptablesError::Tool {
+                command: format!("{program} {}", args.join(" ")),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Reads one table: `iptables-save -t TABLE`, parsed.
+    pub fn save(&self, table: &str) -> Result<SavedTable, IptablesError> {
+        let text = self.run("save", &["-t", table], None)?;
+        parse_save(&text, table)
+    }
+
+    /// Writes one transaction: `iptables-restore --noflush --wait` fed `input`.
+    pub fn restore(&self, input: &str) -> Result<(), IptablesError> {
+        self.run("restore", &["--noflush", "--wait"], Some(input))
+            .map(|_| ())
+    }
+
+    /// Reads the table, plans, and writes the plan in one transaction if there is one; a
+    /// rejected transaction is retried after a fresh read, up to [`Iptables::attempts`].
+    #[tracing::instrument(skip_all, fields(table = %desired.name, backend = ?self.backend, family = ?self.family))]
+    pub fn reconcile(&self, desired: &DesiredTable) -> Result<Reconciled, IptablesError> {
+        self.converge(desired, plan_table)
+    }
+
+    /// Whether the table holds our rules in a working order (what `/readyz` reports): a read,
+    /// never a write. True exactly when [`plan_table`] has nothing to do — not "the last write
+    /// succeeded", and not "we are first".
+    pub fn check(&self, desired: &DesiredTable) -> Result<bool, IptablesError> {
+        Ok(plan_table(desired, &self.save(&desired.name)?).is_none())
+    }
+
+    /// Removes everything of ours from the table ([`plan_removal`]): the engine of
+    /// `ovn-vpc node --cleanup`. Retried after a fresh read like [`Iptables::reconcile`].
+    #[tracing::instrument(skip_all, fields(table = %desired.name, backend = ?self.backend, family = ?self.family))]
+    pub fn remove(&self, desired: &DesiredTable) -> Result<Reconciled, IptablesError> {
+        self.converge(desired, plan_removal)
+    }
+
+    fn converge(
+        &self,
+        desired: &DesiredTable,
+        planner: fn(&DesiredTable, &SavedTable) -> Option<String>,
+    ) -> Result<Reconciled, IptablesError> {
+        let mut done = Reconciled::default();
+        loop {
+            let actual = self.save(&desired.name)?;
+            let Some(plan) = planner(desired, &actual) else {
+                return Ok(done);
+            };
+            tracing::debug!(%plan, "iptables-restore");
+            match self.restore(&plan) {
+                Ok(()) => {
+                    done.writes += 1;
+                    return Ok(done);
+                }
+                Err(e) if done.rejected + 1 < self.attempts => {
+                    tracing::warn!(error = %e, "transaction rejected; re-reading");
+                    done.rejected += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
