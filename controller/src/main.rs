@@ -67,8 +67,9 @@ enum Command {
         db: String,
     },
     /// Reconcile the Northbound with the objects in manifest files (Vpc, Subnet, Pod, …), in
-    /// one transaction. So far: VPC routers, subnets (switch, router port pair, DHCPv4) and pod
-    /// ports with their addresses; NAT and external subnets are not translated yet.
+    /// one transaction: VPC routers with routes, subnets (switch, router port pair, DHCPv4),
+    /// pod ports with their addresses, external subnets, VPC gateways, Eip/Fip/SnatRule NAT
+    /// and DnatRule load balancers.
     Apply {
         /// Manifest files or directories.
         #[arg(short = 'f', long = "filename", required = true)]
@@ -80,6 +81,10 @@ enum Command {
             default_value = "unix:/var/run/ovn/ovnnb_db.sock"
         )]
         db: String,
+        /// The Southbound remote, to find gateway chassis when no Node is labelled
+        /// ovnvpc.io/gateway=true.
+        #[arg(long, env = "OVN_SB_DB")]
+        sb: Option<String>,
         /// Also remove rows of ours whose objects are not in the manifests.
         #[arg(long)]
         prune: bool,
@@ -96,6 +101,9 @@ enum Command {
             default_value = "unix:/var/run/ovn/ovnnb_db.sock"
         )]
         db: String,
+        /// The Southbound remote (gateway chassis, as for apply).
+        #[arg(long, env = "OVN_SB_DB")]
+        sb: Option<String>,
         /// Include removals of rows whose objects are not in the manifests.
         #[arg(long)]
         prune: bool,
@@ -158,8 +166,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench { which } => bench::run(which)?,
         Command::Crds => print!("{}", ovn_vpc::api::crds_yaml()),
-        Command::Apply { files, db, prune } => {
-            let r = runtime()?.block_on(ovn_vpc::standalone::apply(&db, &files, prune))?;
+        Command::Apply {
+            files,
+            db,
+            sb,
+            prune,
+        } => {
+            let r = runtime()?.block_on(ovn_vpc::standalone::apply(
+                &db,
+                sb.as_deref(),
+                &files,
+                prune,
+            ))?;
             report(&r);
             println!(
                 "applied: {} operation(s) in one transaction",
@@ -169,8 +187,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .count()
             );
         }
-        Command::Plan { files, db, prune } => {
-            let r = runtime()?.block_on(ovn_vpc::standalone::plan(&db, &files, prune))?;
+        Command::Plan {
+            files,
+            db,
+            sb,
+            prune,
+        } => {
+            let r = runtime()?.block_on(ovn_vpc::standalone::plan(
+                &db,
+                sb.as_deref(),
+                &files,
+                prune,
+            ))?;
             report(&r);
             let lines: Vec<String> = r
                 .operations

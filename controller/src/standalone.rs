@@ -25,7 +25,12 @@ pub struct Reconcile {
 }
 
 /// Reads, validates and translates the manifests, and diffs against the NB at `db`.
-pub async fn plan(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Reconcile> {
+pub async fn plan(
+    db: &str,
+    sb: Option<&str>,
+    files: &[PathBuf],
+    prune: bool,
+) -> anyhow::Result<Reconcile> {
     let m = manifest::load(files)?;
     let errors = validate(&m.objects);
     if !errors.is_empty() {
@@ -36,6 +41,7 @@ pub async fn plan(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Re
     for t in MANAGED_TABLES {
         requests.add(*t, MonitorRequest::new());
     }
+    let chassis = gateway_chassis(&m.nodes, sb).await?;
     let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
     session.client(Duration::from_secs(30)).await?;
     let replica = session.replica();
@@ -43,7 +49,7 @@ pub async fn plan(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Re
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
     let existing = existing_allocations(replica);
-    let t = translate(&m.objects, &m.pods, &existing);
+    let t = translate(&m.objects, &m.pods, &existing, &chassis);
     let scope = if prune {
         Scope::All
     } else {
@@ -58,14 +64,75 @@ pub async fn plan(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Re
 }
 
 /// [`plan`], then commits the operations in one transaction; returns what was done.
-pub async fn apply(db: &str, files: &[PathBuf], prune: bool) -> anyhow::Result<Reconcile> {
-    let r = plan(db, files, prune).await?;
+pub async fn apply(
+    db: &str,
+    sb: Option<&str>,
+    files: &[PathBuf],
+    prune: bool,
+) -> anyhow::Result<Reconcile> {
+    let r = plan(db, sb, files, prune).await?;
     if !r.operations.is_empty() {
         let (client, conn) = ovsdb::connect(db).await?;
         tokio::spawn(conn);
         client.transact("OVN_Northbound", &r.operations).await?;
     }
     Ok(r)
+}
+
+/// Label marking a gateway node.
+pub const GATEWAY_LABEL: &str = "ovnvpc.io/gateway";
+/// Annotation naming a node's chassis (default: the node name).
+pub const CHASSIS_ANNOTATION: &str = "ovnvpc.io/chassis";
+
+/// Where VPC NAT happens: the Nodes labelled `ovnvpc.io/gateway: "true"` (chassis from the
+/// annotation `ovnvpc.io/chassis`, else the node name), in name order; when none is labelled,
+/// every chassis registered in the Southbound database (when `sb` is given).
+pub async fn gateway_chassis(
+    nodes: &[k8s_openapi::api::core::v1::Node],
+    sb: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    use kube::ResourceExt;
+    let mut labelled: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.labels().get(GATEWAY_LABEL).is_some_and(|v| v == "true"))
+        .map(|n| {
+            n.annotations()
+                .get(CHASSIS_ANNOTATION)
+                .cloned()
+                .unwrap_or_else(|| n.name_any())
+        })
+        .collect();
+    labelled.sort();
+    if !labelled.is_empty() {
+        return Ok(labelled);
+    }
+    let Some(sb) = sb else { return Ok(Vec::new()) };
+    let (client, conn) = ovsdb::connect(sb).await?;
+    tokio::spawn(conn);
+    let r = client
+        .transact(
+            "OVN_Southbound",
+            &[Operation::Select {
+                table: "Chassis".into(),
+                conditions: vec![],
+                columns: Some(vec!["name".into()]),
+            }],
+        )
+        .await?;
+    let mut names: Vec<String> = match r.first() {
+        Some(ovsdb::OperationResult::Select(rows)) => rows
+            .iter()
+            .filter_map(|row| {
+                row.get("name")
+                    .and_then(|d| d.as_atom())
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    names.sort();
+    Ok(names)
 }
 
 /// One line per operation, for `plan` output.

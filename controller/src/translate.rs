@@ -1,7 +1,10 @@
 //! Objects → the Northbound rows that should exist (no I/O). Covered so far: a logical router
 //! per VPC, per Subnet a logical switch with its router port pair and DHCPv4 options, per Pod a
 //! logical switch port with addresses from the subnet's IPAM; the static and policy routes of
-//! each VPC. NAT and external subnets are not translated yet.
+//! each VPC; external subnets as localnet switches, a VPC's gateway port on its external
+//! subnet (HA chassis group of the gateway chassis) with a default route, Eips, Fips and
+//! SnatRules as NAT rows, DnatRules as load balancers on the VPC router, and `natOutgoing` of
+//! custom-VPC subnets as SNAT on the VPC gateway.
 //!
 //! Subnet binding never races: a pod that names (by annotation or namespace) a subnet that is
 //! not there waits, with a reason; it is never given a default-subnet address instead.
@@ -37,7 +40,15 @@ pub const MANAGED_TABLES: &[&str] = &[
     "Logical_Switch",
     "Logical_Switch_Port",
     "DHCP_Options",
+    "NAT",
+    "Load_Balancer",
+    "HA_Chassis_Group",
+    "HA_Chassis",
 ];
+
+/// `external_ids` key prefix on an external subnet's switch recording who holds which of its
+/// addresses (`ovn-vpc/ip:Vpc/vpc-a` = `172.16.0.2`): the NB stores the allocations.
+pub const IP_KEY_PREFIX: &str = "ovn-vpc/ip:";
 
 /// An address assignment already in force (read back from OVN or IP objects).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +83,8 @@ pub struct Translation {
     pub statuses: Vec<Status>,
     /// Pod → its allocation.
     pub allocations: BTreeMap<String, Allocation>,
+    /// Eip → its address.
+    pub eips: BTreeMap<String, IpAddr>,
     /// Owners of every desired row (the scope of a non-pruning reconcile).
     pub owners: BTreeSet<String>,
 }
@@ -135,6 +148,7 @@ pub fn translate(
     objects: &[Object],
     pods: &[Pod],
     existing: &BTreeMap<String, Allocation>,
+    gateway_chassis: &[String],
 ) -> Translation {
     let mut t = Translation::default();
     let mut vpcs: BTreeSet<String> = BTreeSet::new();
@@ -147,9 +161,6 @@ pub fn translate(
     let mut subnets: BTreeMap<String, SubnetPlan> = BTreeMap::new();
     for o in objects {
         let Object::Subnet(sub) = o else { continue };
-        if sub.spec.external.is_some() {
-            continue; // not translated yet
-        }
         let nets: Vec<IpNetwork> = sub
             .spec
             .cidrs
@@ -187,7 +198,9 @@ pub fn translate(
         let named = p.annotations().get(SUBNET_ANNOTATION).cloned();
         let by_namespace = subnets
             .iter()
-            .find(|(_, sp)| sp.subnet.spec.namespaces.contains(&ns))
+            .find(|(_, sp)| {
+                sp.subnet.spec.external.is_none() && sp.subnet.spec.namespaces.contains(&ns)
+            })
             .map(|(n, _)| n.clone());
         let default = subnets
             .iter()
@@ -219,7 +232,10 @@ pub fn translate(
         }
     }
 
-    for (name, sp) in &mut subnets {
+    for (name, sp) in subnets
+        .iter_mut()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_none())
+    {
         let sub = sp.subnet;
         let vpc = sub.spec.vpc.clone();
         let owner = format!("Subnet/{name}");
@@ -401,6 +417,414 @@ pub fn translate(
         });
     }
 
+    // External subnets: addresses for VPC gateways and Eips (kept across applies), the
+    // localnet switch, and each attached VPC's gateway port.
+    let mut vpc_gateway: BTreeMap<String, (String, IpAddr)> = BTreeMap::new();
+    let mut vpc_nats: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut vpc_lbs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut vpc_default_route: BTreeMap<String, IpAddr> = BTreeMap::new();
+    let vpc_ext: BTreeMap<String, String> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Vpc(v) => v.spec.external_subnet.clone().map(|x| (v.name_any(), x)),
+            _ => None,
+        })
+        .collect();
+    let eip_objs: Vec<&crate::api::Eip> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Eip(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    for (xname, sp) in subnets
+        .iter_mut()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_some())
+    {
+        let owner = format!("Subnet/{xname}");
+        let mut held: BTreeMap<String, IpAddr> = BTreeMap::new();
+        // Claimants: VPC gateways and Eips of this external subnet, by owner name.
+        let mut claim: Vec<(String, Option<IpAddr>)> = Vec::new();
+        for (vpc, x) in &vpc_ext {
+            if x == xname {
+                claim.push((format!("Vpc/{vpc}"), None));
+            }
+        }
+        for e in &eip_objs {
+            if &e.spec.external_subnet == xname {
+                let wanted = e.spec.address.as_deref().and_then(|a| a.parse().ok());
+                claim.push((format!("Eip/{}", e.name_any()), wanted));
+            }
+        }
+        // Requested addresses first, then those in force, then new ones.
+        for (who, wanted) in &claim {
+            if let Some(ip) = wanted {
+                if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                    if pool.allocate_static(*ip, who).is_ok() {
+                        held.insert(who.clone(), *ip);
+                    }
+                }
+            }
+        }
+        for (who, wanted) in &claim {
+            if held.contains_key(who) || wanted.is_some() {
+                continue;
+            }
+            if let Some(ip) = existing
+                .get(who)
+                .filter(|a| &a.subnet == xname)
+                .and_then(|a| a.ips.first())
+            {
+                if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                    if pool.allocate_static(*ip, who).is_ok() {
+                        held.insert(who.clone(), *ip);
+                    }
+                }
+            }
+        }
+        for (who, _) in &claim {
+            if held.contains_key(who) {
+                continue;
+            }
+            match sp
+                .pools
+                .iter_mut()
+                .find(|p| p.cidr().is_ipv4())
+                .map(|p| p.allocate_next(who))
+            {
+                Some(Ok(ip)) => {
+                    held.insert(who.clone(), ip);
+                }
+                Some(Err(e)) => t.statuses.push(Status {
+                    object: who.clone(),
+                    ready: false,
+                    reason: "AllocationFailed".into(),
+                    message: e.to_string(),
+                }),
+                None => t.statuses.push(Status {
+                    object: who.clone(),
+                    ready: false,
+                    reason: "AllocationFailed".into(),
+                    message: format!("external Subnet {xname} has no IPv4 CIDR"),
+                }),
+            }
+        }
+        let ext = sp
+            .subnet
+            .spec
+            .external
+            .clone()
+            .unwrap_or_else(|| crate::api::External {
+                physical_network: String::new(),
+                vlan: None,
+            });
+        let localnet_key = format!("{owner}/localnet");
+        let mut localnet = row(vec![
+            ("name", s(format!("{xname}-localnet"))),
+            ("type", s("localnet")),
+            ("addresses", strings(["unknown".to_string()])),
+            (
+                "options",
+                Datum::map([("network_name", ext.physical_network.as_str())]),
+            ),
+        ]);
+        if let Some(v) = ext.vlan {
+            localnet.insert("tag".into(), Datum::atom(v as i64));
+        }
+        t.desired.push(Desired {
+            table: "Logical_Switch_Port".into(),
+            key: localnet_key.clone(),
+            owner: owner.clone(),
+            row: localnet,
+        });
+        let mut ports = vec![localnet_key];
+        let prefix_of = |ip: IpAddr| {
+            sp.nets
+                .iter()
+                .find(|n| n.contains(ip))
+                .map(|n| n.prefix())
+                .unwrap_or(32)
+        };
+        let x_gateway = sp.gateways.iter().copied().find(|g| g.is_ipv4());
+        for (vpc, x) in &vpc_ext {
+            if x != xname {
+                continue;
+            }
+            let who = format!("Vpc/{vpc}");
+            let Some(addr) = held.get(&who).copied() else {
+                continue;
+            };
+            let vowner = who.clone();
+            let lrp_name = format!("{vpc}-{xname}");
+            let lrp_key = format!("{vowner}/gateway-port");
+            let mut lrp = row(vec![
+                ("name", s(lrp_name.clone())),
+                (
+                    "mac",
+                    s(mac_for(&format!("gateway {vpc}/{xname}")).to_string()),
+                ),
+                ("networks", strings([format!("{addr}/{}", prefix_of(addr))])),
+            ]);
+            if !gateway_chassis.is_empty() {
+                let mut members = Vec::new();
+                for (i, c) in gateway_chassis.iter().enumerate() {
+                    let key = format!("{vowner}/ha-chassis/{c}");
+                    t.desired.push(Desired {
+                        table: "HA_Chassis".into(),
+                        key: key.clone(),
+                        owner: vowner.clone(),
+                        row: row(vec![
+                            ("chassis_name", s(c.clone())),
+                            ("priority", Datum::atom(100 - i.min(90) as i64)),
+                        ]),
+                    });
+                    members.push(key);
+                }
+                let group_key = format!("{vowner}/ha-chassis-group");
+                t.desired.push(Desired {
+                    table: "HA_Chassis_Group".into(),
+                    key: group_key.clone(),
+                    owner: vowner.clone(),
+                    row: row(vec![
+                        ("name", s(format!("{vpc}-gateway"))),
+                        ("ha_chassis", refs(members)),
+                    ]),
+                });
+                lrp.insert("ha_chassis_group".into(), refs([group_key]));
+            }
+            t.desired.push(Desired {
+                table: "Logical_Router_Port".into(),
+                key: lrp_key.clone(),
+                owner: vowner.clone(),
+                row: lrp,
+            });
+            vpc_ports.entry(vpc.clone()).or_default().push(lrp_key);
+            let lsp_key = format!("{vowner}/external-switch-port");
+            t.desired.push(Desired {
+                table: "Logical_Switch_Port".into(),
+                key: lsp_key.clone(),
+                owner: vowner.clone(),
+                row: row(vec![
+                    ("name", s(format!("{xname}-{vpc}"))),
+                    ("type", s("router")),
+                    ("addresses", strings(["router".to_string()])),
+                    ("options", Datum::map([("router-port", lrp_name.as_str())])),
+                ]),
+            });
+            ports.push(lsp_key);
+            vpc_gateway.insert(vpc.clone(), (xname.clone(), addr));
+            if let Some(g) = x_gateway {
+                vpc_default_route.insert(vpc.clone(), g);
+            }
+        }
+        for (who, ip) in &held {
+            if let Some(e) = who.strip_prefix("Eip/") {
+                t.eips.insert(e.to_string(), *ip);
+                t.statuses.push(Status {
+                    object: who.clone(),
+                    ready: true,
+                    reason: String::new(),
+                    message: format!("address {ip}"),
+                });
+            }
+        }
+        let ids: Vec<(String, String)> = held
+            .iter()
+            .map(|(who, ip)| (format!("{IP_KEY_PREFIX}{who}"), ip.to_string()))
+            .collect();
+        t.desired.push(Desired {
+            table: "Logical_Switch".into(),
+            key: owner.clone(),
+            owner: owner.clone(),
+            row: row(vec![
+                ("name", s(xname.clone())),
+                ("ports", refs(ports)),
+                ("external_ids", Datum::map(ids)),
+            ]),
+        });
+        t.statuses.push(Status {
+            object: owner,
+            ready: true,
+            reason: String::new(),
+            message: String::new(),
+        });
+    }
+
+    // NAT: Fips and SnatRules as NAT rows, DnatRules as load balancers, on the Eip's VPC.
+    let eip_vpc: BTreeMap<String, String> = eip_objs
+        .iter()
+        .map(|e| (e.name_any(), e.spec.vpc.clone()))
+        .collect();
+    let v4_cidr = |subnet: &str| -> Option<String> {
+        subnets
+            .get(subnet)
+            .and_then(|sp| sp.nets.iter().find(|n| n.is_ipv4()))
+            .map(|n| n.to_string())
+    };
+    let mut wait = |object: String, reason: &str, message: String| {
+        t.statuses.push(Status {
+            object,
+            ready: false,
+            reason: reason.into(),
+            message,
+        });
+    };
+    let mut nats: Vec<(String, String, String, &'static str, String, String)> = Vec::new(); // (vpc, key, owner, type, external, logical)
+    let mut lbs: Vec<(String, String, Row)> = Vec::new();
+    for o in objects {
+        match o {
+            Object::Fip(f) => {
+                let key = format!("Fip/{}", f.name_any());
+                let (Some(eip), Some(vpc)) =
+                    (t.eips.get(&f.spec.eip).copied(), eip_vpc.get(&f.spec.eip))
+                else {
+                    wait(
+                        key,
+                        "EipNotReady",
+                        format!("Eip {} has no address", f.spec.eip),
+                    );
+                    continue;
+                };
+                let logical = match (&f.spec.pod, &f.spec.ip) {
+                    (Some(pod), _) => t
+                        .allocations
+                        .get(&format!("Pod/{pod}"))
+                        .filter(|a| {
+                            subnets
+                                .get(&a.subnet)
+                                .is_some_and(|sp| &sp.subnet.spec.vpc == vpc)
+                        })
+                        .and_then(|a| a.ips.iter().find(|i| i.is_ipv4()))
+                        .map(|i| i.to_string()),
+                    (None, Some(ip)) => Some(ip.clone()),
+                    (None, None) => None,
+                };
+                match logical {
+                    Some(l) => nats.push((
+                        vpc.clone(),
+                        key.clone(),
+                        key,
+                        "dnat_and_snat",
+                        eip.to_string(),
+                        l,
+                    )),
+                    None => wait(
+                        key,
+                        "PodNotReady",
+                        format!("pod {:?} has no IPv4 address in VPC {vpc}", f.spec.pod),
+                    ),
+                }
+            }
+            Object::SnatRule(r) => {
+                let key = format!("SnatRule/{}", r.name_any());
+                let (Some(eip), Some(vpc)) =
+                    (t.eips.get(&r.spec.eip).copied(), eip_vpc.get(&r.spec.eip))
+                else {
+                    wait(
+                        key,
+                        "EipNotReady",
+                        format!("Eip {} has no address", r.spec.eip),
+                    );
+                    continue;
+                };
+                let logical = r
+                    .spec
+                    .cidr
+                    .clone()
+                    .or_else(|| r.spec.subnet.as_deref().and_then(v4_cidr));
+                match logical {
+                    Some(l) => {
+                        nats.push((vpc.clone(), key.clone(), key, "snat", eip.to_string(), l))
+                    }
+                    None => wait(key, "SubnetNotReady", "no IPv4 CIDR to translate".into()),
+                }
+            }
+            Object::DnatRule(d) => {
+                let key = format!("DnatRule/{}", d.name_any());
+                let (Some(eip), Some(vpc)) =
+                    (t.eips.get(&d.spec.eip).copied(), eip_vpc.get(&d.spec.eip))
+                else {
+                    wait(
+                        key,
+                        "EipNotReady",
+                        format!("Eip {} has no address", d.spec.eip),
+                    );
+                    continue;
+                };
+                let proto = match d.spec.protocol {
+                    crate::api::Protocol::Tcp => "tcp",
+                    crate::api::Protocol::Udp => "udp",
+                };
+                lbs.push((
+                    vpc.clone(),
+                    key.clone(),
+                    row(vec![
+                        ("name", s(format!("dnat-{}", d.name_any()))),
+                        ("protocol", s(proto)),
+                        (
+                            "vips",
+                            Datum::map([(
+                                format!("{eip}:{}", d.spec.external_port),
+                                format!("{}:{}", d.spec.internal_ip, d.spec.internal_port),
+                            )]),
+                        ),
+                    ]),
+                ));
+            }
+            _ => {}
+        }
+    }
+    // natOutgoing of a custom VPC's subnet: SNAT behind the VPC's gateway address.
+    for (name, sp) in subnets
+        .iter()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_none() && sp.subnet.spec.nat_outgoing)
+    {
+        let vpc = &sp.subnet.spec.vpc;
+        if vpc == "default" {
+            continue; // the node shim masquerades for the default VPC
+        }
+        match (vpc_gateway.get(vpc), sp.nets.iter().find(|n| n.is_ipv4())) {
+            (Some((_, gw)), Some(n)) => {
+                let key = format!("Subnet/{name}/nat-outgoing");
+                nats.push((
+                    vpc.clone(),
+                    key,
+                    format!("Subnet/{name}"),
+                    "snat",
+                    gw.to_string(),
+                    n.to_string(),
+                ));
+            }
+            _ => wait(
+                format!("Subnet/{name}"),
+                "NoGateway",
+                format!("natOutgoing needs VPC {vpc} to have an externalSubnet"),
+            ),
+        }
+    }
+    for (vpc, key, owner, kind, external, logical) in nats {
+        t.desired.push(Desired {
+            table: "NAT".into(),
+            key: key.clone(),
+            owner,
+            row: row(vec![
+                ("type", s(kind)),
+                ("external_ip", s(external)),
+                ("logical_ip", s(logical)),
+            ]),
+        });
+        vpc_nats.entry(vpc).or_default().push(key);
+    }
+    for (vpc, key, r) in lbs {
+        t.desired.push(Desired {
+            table: "Load_Balancer".into(),
+            key: key.clone(),
+            owner: key.clone(),
+            row: r,
+        });
+        vpc_lbs.entry(vpc).or_default().push(key);
+    }
+
     let specs: BTreeMap<String, &crate::api::VpcSpec> = objects
         .iter()
         .filter_map(|o| match o {
@@ -457,6 +881,22 @@ pub fn translate(
                 policies.push(key);
             }
         }
+        if let Some(g) = vpc_default_route.get(&vpc) {
+            let key = format!("{owner}/route/dst-ip/0.0.0.0/0");
+            if !routes.contains(&key) {
+                t.desired.push(Desired {
+                    table: "Logical_Router_Static_Route".into(),
+                    key: key.clone(),
+                    owner: owner.clone(),
+                    row: row(vec![
+                        ("ip_prefix", s("0.0.0.0/0")),
+                        ("nexthop", s(g.to_string())),
+                        ("policy", s("dst-ip")),
+                    ]),
+                });
+                routes.push(key);
+            }
+        }
         t.desired.push(Desired {
             table: "Logical_Router".into(),
             key: owner.clone(),
@@ -466,6 +906,11 @@ pub fn translate(
                 ("ports", refs(vpc_ports.remove(&vpc).unwrap_or_default())),
                 ("static_routes", refs(routes)),
                 ("policies", refs(policies)),
+                ("nat", refs(vpc_nats.remove(&vpc).unwrap_or_default())),
+                (
+                    "load_balancer",
+                    refs(vpc_lbs.remove(&vpc).unwrap_or_default()),
+                ),
             ]),
         });
         t.statuses.push(Status {
@@ -483,6 +928,36 @@ pub fn translate(
 /// them in OVN: `addresses` = `MAC IP…`, `external_ids:ovn-vpc/subnet`).
 pub fn existing_allocations(replica: &ovsdb::Replica) -> BTreeMap<String, Allocation> {
     let mut out = BTreeMap::new();
+    if let Some(t) = replica.table("Logical_Switch") {
+        for r in t.iter() {
+            let Some(ids) = r.get("external_ids") else {
+                continue;
+            };
+            let Some(subnet) = ids
+                .get_str(ovn_nb::ops::OWNER_KEY)
+                .and_then(|o| o.strip_prefix("Subnet/"))
+            else {
+                continue;
+            };
+            for (k, v) in ids.as_map() {
+                let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
+                    continue;
+                };
+                let (Some(owner), Ok(ip)) = (k.strip_prefix(IP_KEY_PREFIX), v.parse::<IpAddr>())
+                else {
+                    continue;
+                };
+                out.insert(
+                    owner.to_string(),
+                    Allocation {
+                        subnet: subnet.to_string(),
+                        mac: String::new(),
+                        ips: vec![ip],
+                    },
+                );
+            }
+        }
+    }
     let Some(t) = replica.table("Logical_Switch_Port") else {
         return out;
     };

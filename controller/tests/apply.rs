@@ -313,3 +313,100 @@ fn an_invalid_manifest_is_refused_with_object_and_field_and_nothing_is_applied()
         "something was applied"
     );
 }
+
+#[test]
+fn the_examples_land_with_nat_gateways_and_northd_derives_their_flows() {
+    let sandbox = Sandbox::builder().northd().chassis(1).start().unwrap();
+    let nb = sandbox.nb_remote();
+    let sb = sandbox.sb_remote().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let out = ovn_vpc(&["apply", "--db", &nb, "--sb", &sb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+        "something waits: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Each VPC: a gateway port on the external subnet with its own address, the same LAN
+    // address 10.0.1.1, SNAT and a Fip, a default route to the external gateway.
+    let a_nat = nbctl(&nb, &["lr-nat-list", "vpc-a"]);
+    let b_nat = nbctl(&nb, &["lr-nat-list", "vpc-b"]);
+    assert!(
+        a_nat.contains("snat")
+            && a_nat.contains("10.0.1.0/24")
+            && a_nat.contains("dnat_and_snat")
+            && a_nat.contains("172.16.0.100"),
+        "{a_nat}"
+    );
+    assert!(
+        b_nat.contains("snat") && b_nat.contains("dnat_and_snat"),
+        "{b_nat}"
+    );
+    let a_gw = nbctl(
+        &nb,
+        &["get", "Logical_Router_Port", "vpc-a-external", "networks"],
+    );
+    let b_gw = nbctl(
+        &nb,
+        &["get", "Logical_Router_Port", "vpc-b-external", "networks"],
+    );
+    assert_ne!(a_gw, b_gw);
+    // The gateway (.1) and the excluded range (.2-.9) are never handed to a router.
+    for gw in [&a_gw, &b_gw] {
+        let addr = gw.trim().trim_matches(|c| c == '[' || c == ']' || c == '"');
+        let host: u8 = addr
+            .strip_prefix("172.16.0.")
+            .and_then(|r| r.strip_suffix("/24"))
+            .and_then(|h| h.parse().ok())
+            .unwrap_or_else(|| panic!("{gw}"));
+        assert!(host >= 10, "{gw}");
+    }
+    let routes = nbctl(&nb, &["lr-route-list", "vpc-a"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains("0.0.0.0/0") && l.contains("172.16.0.1 ")),
+        "{routes}"
+    );
+    assert!(nbctl(&nb, &["lr-lb-list", "vpc-b"]).contains("5432"));
+    // The gateway chassis comes from the Southbound (no Node is labelled).
+    assert!(nbctl(&nb, &["list", "HA_Chassis"]).contains("ch0"));
+    // The default-VPC subnet bound to a namespace.
+    assert!(nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "toolbox.tools", "addresses"]
+    )
+    .contains(" 10.20.0.2\""));
+
+    // northd: each router gets a chassis-redirect port and NAT flows for its own addresses.
+    let ok = (0..300).any(|_| {
+        let out = Command::new("ovn-sbctl")
+            .args([&format!("--db={sb}"), "lflow-list", "vpc-a"])
+            .output()
+            .unwrap();
+        let flows = String::from_utf8_lossy(&out.stdout).to_string();
+        if flows.contains("ct_dnat_in_czone(10.0.1.2)")
+            && flows.contains("is_chassis_resident(\"cr-vpc-a-external\")")
+            && flows.contains("172.16.0.100")
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(ok, "northd derived no NAT flows for vpc-a");
+
+    // Re-applying the examples changes nothing, every address included.
+    let plan = ovn_vpc(&["plan", "--db", &nb, "--sb", &sb, "-f", examples]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
