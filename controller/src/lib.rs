@@ -2,7 +2,8 @@
 //!
 //! This crate holds the control plane, the node shim, the CNI plugin and the tools. So far it
 //! provides the OVN [`sandbox`] launcher that `ovn-vpc demo` and every test build on, and
-//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`).
+//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`), [`standalone`] (`apply`/`plan`), and
+//! [`runtime`] (`ovn-vpc controller`: the same engine inside a cluster).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -12,6 +13,7 @@ pub mod dump;
 pub mod ipam;
 pub mod manifest;
 pub mod node;
+pub mod runtime;
 pub mod sandbox;
 pub mod show;
 pub mod standalone;

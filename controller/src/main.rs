@@ -108,6 +108,37 @@ enum Command {
         #[arg(long)]
         prune: bool,
     },
+    /// Run the controller in a cluster: watch Vpcs, Subnets, IPs, Eips, Fips, SnatRules,
+    /// DnatRules, Pods, Namespaces and Nodes and keep the Northbound in line, one transaction
+    /// per change; finalizers, status, Events; leader election on a Lease; /healthz, /readyz,
+    /// /metrics.
+    Controller {
+        /// The Northbound remote.
+        #[arg(
+            long,
+            env = "OVN_NB_DB",
+            default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+        )]
+        db: String,
+        /// The Southbound remote (gateway chassis when no Node is labelled ovnvpc.io/gateway).
+        #[arg(long, env = "OVN_SB_DB")]
+        sb: Option<String>,
+        /// A kubeconfig file (default: the in-cluster service account, then $KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Namespace of the leader-election Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "ovn-vpc")]
+        lease_namespace: String,
+        /// This replica's identity in the Lease.
+        #[arg(long, env = "POD_NAME", default_value = "ovn-vpc-controller")]
+        identity: String,
+        /// Run without leader election (one replica only).
+        #[arg(long)]
+        no_leader_election: bool,
+        /// Address of the /healthz, /readyz and /metrics endpoints.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Print the CustomResourceDefinitions of the ovnvpc.io API (what deploy/crds.yaml holds).
     Crds,
     /// Benchmarks of the native OVSDB client (compared with ovsdbapp and ovn-nbctl by
@@ -165,6 +196,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_for_interrupt()?;
         }
         Command::Bench { which } => bench::run(which)?,
+        Command::Controller {
+            db,
+            sb,
+            kubeconfig,
+            lease_namespace,
+            identity,
+            no_leader_election,
+            listen,
+        } => {
+            let mut opts = ovn_vpc::runtime::Options::new(&db);
+            opts.sb = sb;
+            opts.kubeconfig = kubeconfig;
+            opts.lease_namespace = lease_namespace;
+            opts.identity = identity;
+            opts.leader_election = !no_leader_election;
+            opts.listen = listen;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(ovn_vpc::runtime::run(opts))?;
+        }
         Command::Crds => print!("{}", ovn_vpc::api::crds_yaml()),
         Command::Apply {
             files,

@@ -87,6 +87,21 @@ pub struct Translation {
     pub eips: BTreeMap<String, IpAddr>,
     /// Owners of every desired row (the scope of a non-pruning reconcile).
     pub owners: BTreeSet<String>,
+    /// Subnet → its address counts after this translation (for `Subnet` status).
+    pub usage: BTreeMap<String, SubnetUsage>,
+}
+
+/// Address counts of one subnet, per family (what `Subnet` status reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubnetUsage {
+    /// Free IPv4 addresses.
+    pub v4_available: u64,
+    /// Given IPv4 addresses.
+    pub v4_using: u64,
+    /// Free IPv6 addresses (saturating at `u64::MAX`).
+    pub v6_available: u64,
+    /// Given IPv6 addresses.
+    pub v6_using: u64,
 }
 
 fn s(v: impl Into<String>) -> Datum {
@@ -138,7 +153,21 @@ fn gateways(sub: &Subnet, nets: &[IpNetwork]) -> Vec<IpAddr> {
         .collect()
 }
 
-fn pod_key(p: &Pod) -> String {
+/// Each CIDR of a subnet with its gateway (the given one, else the first address), in spec
+/// order: what a pod's `cidr` and `gateway` annotations carry.
+pub fn subnet_gateways(sub: &Subnet) -> Vec<(IpNetwork, IpAddr)> {
+    let nets: Vec<IpNetwork> = sub
+        .spec
+        .cidrs
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    let gws = gateways(sub, &nets);
+    nets.into_iter().zip(gws).collect()
+}
+
+/// `Pod/namespace/name`: the owner tag of a pod's rows and the key of its allocation.
+pub fn pod_key(p: &Pod) -> String {
     format!("Pod/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
 }
 
@@ -161,13 +190,7 @@ pub fn translate(
     let mut subnets: BTreeMap<String, SubnetPlan> = BTreeMap::new();
     for o in objects {
         let Object::Subnet(sub) = o else { continue };
-        let nets: Vec<IpNetwork> = sub
-            .spec
-            .cidrs
-            .iter()
-            .filter_map(|c| c.parse().ok())
-            .collect();
-        let gws = gateways(sub, &nets);
+        let (nets, gws): (Vec<IpNetwork>, Vec<IpAddr>) = subnet_gateways(sub).into_iter().unzip();
         let excl: Vec<&str> = sub.spec.exclude_ips.iter().map(String::as_str).collect();
         let pools: Vec<Pool> = nets
             .iter()
@@ -919,6 +942,19 @@ pub fn translate(
             reason: String::new(),
             message: String::new(),
         });
+    }
+    for (name, sp) in &subnets {
+        let mut u = SubnetUsage::default();
+        for pool in &sp.pools {
+            let available = u64::try_from(pool.available()).unwrap_or(u64::MAX);
+            let using = pool.using() as u64;
+            if pool.cidr().is_ipv4() {
+                (u.v4_available, u.v4_using) = (available, using);
+            } else {
+                (u.v6_available, u.v6_using) = (available, using);
+            }
+        }
+        t.usage.insert(name.clone(), u);
     }
     t.owners = t.desired.iter().map(|d| d.owner.clone()).collect();
     t

@@ -1,0 +1,644 @@
+//! The sync: cached world → translation → IP objects for new allocations → one Northbound
+//! transaction. Serialized and coalesced, so a burst of reconciles costs one sync.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Resource, ResourceExt};
+use ovn_nb::diff::{diff, Desired, Scope};
+use ovsdb::Session;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::{Error, Leadership, Metrics, Stores};
+use crate::api::{validate, Ip, IpSpec, Object, Subnet};
+use crate::translate::{
+    existing_allocations, pod_key, translate, Allocation, Status, SubnetUsage, MANAGED_TABLES,
+    SUBNET_ANNOTATION,
+};
+
+/// What a sync found and did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Object key (`Subnet/a`, `Pod/ns/name`) → its state; a not-ready entry wins over a
+    /// ready one for the same object.
+    pub statuses: BTreeMap<String, Status>,
+    /// Pod key → its allocation.
+    pub allocations: BTreeMap<String, Allocation>,
+    /// Subnet → address counts.
+    pub usage: BTreeMap<String, SubnetUsage>,
+    /// Eip → its address.
+    pub eips: BTreeMap<String, IpAddr>,
+    /// Operations this sync committed (0: nothing was written).
+    pub operations: usize,
+}
+
+impl Outcome {
+    /// The state of one object.
+    pub fn status(&self, object: &str) -> Option<&Status> {
+        self.statuses.get(object)
+    }
+
+    fn record(&mut self, s: Status) {
+        match self.statuses.get_mut(&s.object) {
+            Some(old) if !old.ready && !s.ready => {
+                old.message = format!("{}; {}", old.message, s.message);
+            }
+            Some(old) if !old.ready => {}
+            _ => {
+                self.statuses.insert(s.object.clone(), s);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Requests up to this ticket are covered by `last`.
+    covered: u64,
+    last: Option<Arc<Outcome>>,
+    /// Allocations whose IP object we created but the cache may not show yet.
+    claims: BTreeMap<String, Allocation>,
+    sb_chassis: Option<(Instant, Vec<String>)>,
+}
+
+/// The OVN side of the controller: the Northbound session and replica, the caches, and the
+/// allocations in flight.
+pub struct Engine {
+    nb: Session,
+    sb: Option<String>,
+    stores: Stores,
+    client: kube::Client,
+    leader: Leadership,
+    metrics: Arc<Metrics>,
+    requested: AtomicU64,
+    state: tokio::sync::Mutex<State>,
+    changed: broadcast::Sender<String>,
+}
+
+/// The world as the caches show it, ready for translation.
+struct World {
+    objects: Vec<Object>,
+    pods: Vec<Pod>,
+    nodes: Vec<Node>,
+    /// Objects left out (invalid, or deletion blocked) with why.
+    notes: Vec<Status>,
+}
+
+fn waiting(object: String, reason: &str, message: String) -> Status {
+    Status {
+        object,
+        ready: false,
+        reason: reason.into(),
+        message,
+    }
+}
+
+fn live<K: Resource>(o: &K) -> bool {
+    o.meta().deletion_timestamp.is_none()
+}
+
+/// Pods that take an address: not host-network, not finished.
+pub(crate) fn addressable(p: &Pod) -> bool {
+    let host = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    !host && !matches!(phase, Some("Succeeded") | Some("Failed"))
+}
+
+fn object_key(o: &Object) -> String {
+    match o {
+        Object::Vpc(v) => format!("Vpc/{}", v.name_any()),
+        Object::Subnet(v) => format!("Subnet/{}", v.name_any()),
+        Object::Eip(v) => format!("Eip/{}", v.name_any()),
+        Object::Fip(v) => format!("Fip/{}", v.name_any()),
+        Object::SnatRule(v) => format!("SnatRule/{}", v.name_any()),
+        Object::DnatRule(v) => format!("DnatRule/{}", v.name_any()),
+    }
+}
+
+/// Builds the world from the caches: objects being deleted are left out (so the sync removes
+/// their rows), except a VPC that still has subnets; invalid objects are left out with their
+/// errors, until what remains validates; pods whose namespace is claimed by a subnet that was
+/// left out wait rather than fall back to the default subnet.
+fn world(stores: &Stores) -> World {
+    let mut notes = Vec::new();
+    let mut objects = Vec::new();
+    let subnets = stores.subnets.state();
+    for v in stores.vpcs.state() {
+        if !live(&*v) {
+            let mut users: Vec<String> = subnets
+                .iter()
+                .filter(|s| s.spec.vpc == v.name_any())
+                .map(|s| s.name_any())
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            users.sort();
+            notes.push(waiting(
+                format!("Vpc/{}", v.name_any()),
+                "HasSubnets",
+                format!(
+                    "deletion waits until its Subnets are deleted: {}",
+                    users.join(", ")
+                ),
+            ));
+        }
+        objects.push(Object::Vpc((*v).clone()));
+    }
+    objects.extend(
+        subnets
+            .iter()
+            .filter(|o| live(&***o))
+            .map(|o| Object::Subnet((**o).clone())),
+    );
+    macro_rules! add {
+        ($store:expr, $variant:ident) => {
+            objects.extend(
+                $store
+                    .state()
+                    .into_iter()
+                    .filter(|o| live(&**o))
+                    .map(|o| Object::$variant((*o).clone())),
+            )
+        };
+    }
+    add!(stores.eips, Eip);
+    add!(stores.fips, Fip);
+    add!(stores.snat_rules, SnatRule);
+    add!(stores.dnat_rules, DnatRule);
+    // Leave out invalid objects until the rest validates (leaving one out can make another
+    // invalid: a subnet of a VPC that was left out).
+    for _ in 0..16 {
+        let errors = validate(&objects);
+        if errors.is_empty() {
+            break;
+        }
+        let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in &errors {
+            bad.entry(format!("{}/{}", e.kind, e.name))
+                .or_default()
+                .push(format!("{}: {}", e.field, e.message));
+        }
+        let before = objects.len();
+        objects.retain(|o| !bad.contains_key(&object_key(o)));
+        for (object, msgs) in bad {
+            notes.push(waiting(object, "InvalidSpec", msgs.join("; ")));
+        }
+        if objects.len() == before {
+            break;
+        }
+    }
+    let valid: BTreeSet<String> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Subnet(s) => Some(s.name_any()),
+            _ => None,
+        })
+        .collect();
+    let mut claimed_elsewhere: BTreeMap<String, String> = BTreeMap::new();
+    for s in &subnets {
+        if s.spec.external.is_none() && !valid.contains(&s.name_any()) {
+            for ns in &s.spec.namespaces {
+                claimed_elsewhere.insert(ns.clone(), s.name_any());
+            }
+        }
+    }
+    let mut pods = Vec::new();
+    for p in stores.pods.state() {
+        if !addressable(&p) {
+            continue;
+        }
+        let ns = p.namespace().unwrap_or_default();
+        if !p.annotations().contains_key(SUBNET_ANNOTATION) {
+            if let Some(s) = claimed_elsewhere.get(&ns) {
+                notes.push(pod_waits(&p, s));
+                continue;
+            }
+        }
+        pods.push((*p).clone());
+    }
+    World {
+        objects,
+        pods,
+        nodes: stores.nodes.state().iter().map(|n| (**n).clone()).collect(),
+        notes,
+    }
+}
+
+fn pod_waits(p: &Pod, subnet: &str) -> Status {
+    waiting(
+        pod_key(p),
+        "SubnetNotReady",
+        format!(
+            "waiting: namespace {} is claimed by Subnet {subnet}, which is not Ready; it gets \
+             no address from another subnet meanwhile",
+            p.namespace().unwrap_or_default()
+        ),
+    )
+}
+
+/// The name of the IP object of a pod: `name.namespace` (namespaces have no dots, so this is
+/// unique cluster-wide).
+pub fn ip_name(namespace: &str, name: &str) -> String {
+    format!("{name}.{namespace}")
+}
+
+impl Engine {
+    /// An engine over a Northbound session (monitoring [`MANAGED_TABLES`]) and the caches.
+    pub fn new(
+        nb: Session,
+        sb: Option<String>,
+        stores: Stores,
+        client: kube::Client,
+        leader: Leadership,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
+        let (changed, _) = broadcast::channel(1024);
+        Engine {
+            nb,
+            sb,
+            stores,
+            client,
+            leader,
+            metrics,
+            requested: AtomicU64::new(0),
+            state: Default::default(),
+            changed,
+        }
+    }
+
+    /// Options for the Northbound session the engine needs (a replica of the managed tables).
+    pub fn session_options() -> ovsdb::SessionOptions {
+        let mut requests = ovsdb::MonitorRequests::new();
+        for t in MANAGED_TABLES {
+            requests.add(*t, ovsdb::MonitorRequest::new());
+        }
+        ovsdb::SessionOptions::new("OVN_Northbound").monitor(requests)
+    }
+
+    /// The caches.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// The Northbound session.
+    pub fn session(&self) -> &Session {
+        &self.nb
+    }
+
+    /// The leadership gate.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leader
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Keys of objects whose state changed in a sync (`Subnet/a`), to reconcile their status.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
+    }
+
+    /// Ready: the Northbound is reachable and the replica synced.
+    pub async fn ready(&self) -> bool {
+        self.nb.replica().is_some() && self.nb.client(Duration::from_millis(50)).await.is_ok()
+    }
+
+    /// Whether any row of ours in the replica belongs to `owner` (`Vpc/a`).
+    pub fn owns_rows(&self, owner: &str) -> bool {
+        let replica = self.nb.replica();
+        let Some(r) = replica.as_ref() else {
+            return true;
+        };
+        MANAGED_TABLES.iter().any(|t| {
+            r.table(t).is_some_and(|t| {
+                t.iter().any(|row| {
+                    row.get("external_ids")
+                        .and_then(|d| d.get_str(ovn_nb::ops::OWNER_KEY))
+                        == Some(owner)
+                })
+            })
+        })
+    }
+
+    /// Forgets an allocation in flight (its pod is gone).
+    pub async fn release(&self, pod_key: &str) {
+        self.state.lock().await.claims.remove(pod_key);
+    }
+
+    /// Brings OVN in line with the caches. Reconciles that arrive while a sync runs are
+    /// covered by the next one, which reads the caches after they arrived.
+    pub async fn sync(&self) -> Result<Arc<Outcome>, Error> {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut st = self.state.lock().await;
+        if st.covered >= ticket {
+            if let Some(last) = &st.last {
+                return Ok(last.clone());
+            }
+        }
+        let covers = self.requested.load(Ordering::SeqCst);
+        let span = tracing::info_span!("sync", ticket);
+        let outcome =
+            Arc::new(tracing::Instrument::instrument(self.sync_locked(&mut st), span).await?);
+        if let Some(last) = &st.last {
+            for (k, s) in &outcome.statuses {
+                if last.statuses.get(k) != Some(s) {
+                    let _ = self.changed.send(k.clone());
+                }
+            }
+        }
+        st.covered = covers;
+        st.last = Some(outcome.clone());
+        Ok(outcome)
+    }
+
+    async fn sync_locked(&self, st: &mut State) -> Result<Outcome, Error> {
+        self.leader.check()?;
+        // A sync of a partial world would delete the rows of objects not listed yet.
+        match tokio::time::timeout(Duration::from_secs(60), self.stores.wait_until_ready()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(Error::Waiting(
+                    "the caches have not listed every kind".into(),
+                ))
+            }
+        }
+        self.nb.client(Duration::from_secs(30)).await?;
+        let mut w = world(&self.stores);
+        let chassis = self.gateway_chassis(&w.nodes, st).await?;
+        let (mut existing, rows, bytes) = {
+            let replica = self.nb.replica();
+            let r = replica.as_ref().ok_or(Error::NotSynced)?;
+            (existing_allocations(r), r.row_count(), r.approx_bytes())
+        };
+        // IP objects are the record of pod allocations; OVN fills in what a crash between
+        // the OVN write and the IP object left behind; claims are ours in flight.
+        let ips = self.stores.ips.state();
+        for ip in &ips {
+            existing.insert(ip.spec.owner.clone(), allocation_of(&ip.spec));
+        }
+        for (k, a) in &st.claims {
+            existing.insert(k.clone(), a.clone());
+        }
+        let mut t = translate(&w.objects, &w.pods, &existing, &chassis);
+
+        // New allocations: re-check the default-subnet fallback against a fresh list, then
+        // record each in an IP object before OVN sees it.
+        let recorded: BTreeMap<&str, &Ip> =
+            ips.iter().map(|i| (i.spec.owner.as_str(), &**i)).collect();
+        let fresh: Vec<&Pod> = w
+            .pods
+            .iter()
+            .filter(|p| {
+                let k = pod_key(p);
+                t.allocations.get(&k).is_some_and(|a| {
+                    recorded
+                        .get(k.as_str())
+                        .is_none_or(|ip| allocation_of(&ip.spec) != *a)
+                        && st.claims.get(&k) != Some(a)
+                })
+            })
+            .collect();
+        let late = self.recheck_default_fallback(&w, &t, &fresh).await?;
+        if !late.is_empty() {
+            w.pods
+                .retain(|p| !late.iter().any(|(k, _)| *k == pod_key(p)));
+            for (k, s) in &late {
+                if let Some(p) = self.stores.pods.state().iter().find(|p| pod_key(p) == *k) {
+                    w.notes.push(pod_waits(p, s));
+                }
+            }
+            t = translate(&w.objects, &w.pods, &existing, &chassis);
+        }
+        let subnet_vpc: BTreeMap<String, String> = w
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Subnet(s) => Some((s.name_any(), s.spec.vpc.clone())),
+                _ => None,
+            })
+            .collect();
+        for p in &w.pods {
+            let k = pod_key(p);
+            let Some(a) = t.allocations.get(&k) else {
+                continue;
+            };
+            let known = recorded
+                .get(k.as_str())
+                .is_some_and(|ip| allocation_of(&ip.spec) == *a);
+            if known || st.claims.get(&k) == Some(a) {
+                continue;
+            }
+            self.leader.check()?;
+            let vpc = subnet_vpc.get(&a.subnet).cloned().unwrap_or_default();
+            self.record_ip(p, a, &vpc).await?;
+            st.claims.insert(k, a.clone());
+        }
+
+        let operations = self.commit(&t.desired).await?;
+        // Claims the cache now shows are no longer needed.
+        st.claims.retain(|k, a| {
+            recorded
+                .get(k.as_str())
+                .is_none_or(|ip| allocation_of(&ip.spec) != *a)
+        });
+        self.metrics.synced(rows, bytes);
+        let mut out = Outcome {
+            allocations: t.allocations,
+            usage: t.usage,
+            eips: t.eips,
+            operations,
+            ..Default::default()
+        };
+        for s in w.notes.into_iter().chain(t.statuses) {
+            out.record(s);
+        }
+        Ok(out)
+    }
+
+    /// Diff against the replica and commit in one transaction; then wait until the replica
+    /// shows it, so the next diff does not send it again.
+    async fn commit(&self, desired: &[Desired]) -> Result<usize, Error> {
+        let ops = {
+            let replica = self.nb.replica();
+            let r = replica.as_ref().ok_or(Error::NotSynced)?;
+            diff(MANAGED_TABLES, desired, r, &Scope::All)?
+        };
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        self.leader.check()?;
+        let mut changes = self.nb.subscribe();
+        let started = Instant::now();
+        let span = tracing::info_span!("transact", operations = ops.len());
+        tracing::Instrument::instrument(self.nb.transact(&ops, Duration::from_secs(30)), span)
+            .await?;
+        self.metrics.transaction(started.elapsed());
+        let deadline = started + Duration::from_secs(10);
+        loop {
+            let pending = {
+                let replica = self.nb.replica();
+                match replica.as_ref() {
+                    Some(r) => diff(MANAGED_TABLES, desired, r, &Scope::All)?.len(),
+                    None => 0,
+                }
+            };
+            if pending == 0 {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) => {
+                    tracing::warn!(pending, "the replica did not show the transaction in time");
+                    break;
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => break,
+                Ok(_) => {}
+            }
+        }
+        Ok(ops.len())
+    }
+
+    /// Pods about to get a default-subnet address whose namespace a Subnet claims that the
+    /// cache has not shown yet (listed fresh from the API server): pod key → that subnet.
+    async fn recheck_default_fallback(
+        &self,
+        w: &World,
+        t: &crate::translate::Translation,
+        fresh: &[&Pod],
+    ) -> Result<Vec<(String, String)>, Error> {
+        let defaults: BTreeSet<String> = w
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Subnet(s) if s.spec.default => Some(s.name_any()),
+                _ => None,
+            })
+            .collect();
+        let fallback: Vec<&Pod> = fresh
+            .iter()
+            .copied()
+            .filter(|p| {
+                !p.annotations().contains_key(SUBNET_ANNOTATION)
+                    && t.allocations
+                        .get(&pod_key(p))
+                        .is_some_and(|a| defaults.contains(&a.subnet))
+            })
+            .collect();
+        if fallback.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listed = Api::<Subnet>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?;
+        let mut late = Vec::new();
+        for p in fallback {
+            let ns = p.namespace().unwrap_or_default();
+            if let Some(s) = listed.items.iter().find(|s| {
+                s.spec.external.is_none() && !s.spec.default && s.spec.namespaces.contains(&ns)
+            }) {
+                late.push((pod_key(p), s.name_any()));
+            }
+        }
+        Ok(late)
+    }
+
+    /// Creates the IP object of a pod's allocation, owned by the pod. One that already exists
+    /// with the same content and owner is fine (a retry after a lost reply).
+    async fn record_ip(&self, pod: &Pod, a: &Allocation, vpc: &str) -> Result<(), Error> {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = ip_name(&ns, &pod.name_any());
+        let spec = IpSpec {
+            subnet: a.subnet.clone(),
+            vpc: vpc.to_string(),
+            owner: pod_key(pod),
+            ips: a.ips.iter().map(|i| i.to_string()).collect(),
+            mac: a.mac.clone(),
+        };
+        let mut ip = Ip::new(&name, spec.clone());
+        ip.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            ..Default::default()
+        }]);
+        ip.metadata.labels = Some(
+            [("ovnvpc.io/subnet".to_string(), a.subnet.clone())]
+                .into_iter()
+                .collect(),
+        );
+        let api: Api<Ip> = Api::all(self.client.clone());
+        match api.create(&PostParams::default(), &ip).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let there = api.get(&name).await?;
+                let same_owner = there
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == pod.uid().as_ref());
+                if there.spec == spec && same_owner {
+                    Ok(())
+                } else {
+                    Err(Error::Conflict(format!(
+                        "IP {name} already records another allocation ({})",
+                        there.spec.ips.join(",")
+                    )))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn gateway_chassis(&self, nodes: &[Node], st: &mut State) -> Result<Vec<String>, Error> {
+        let labelled = crate::standalone::gateway_chassis(nodes, None)
+            .await
+            .map_err(|e| Error::Waiting(e.to_string()))?;
+        if !labelled.is_empty() {
+            return Ok(labelled);
+        }
+        let Some(sb) = &self.sb else {
+            return Ok(Vec::new());
+        };
+        if let Some((at, names)) = &st.sb_chassis {
+            if at.elapsed() < Duration::from_secs(30) {
+                return Ok(names.clone());
+            }
+        }
+        match crate::standalone::gateway_chassis(&[], Some(sb)).await {
+            Ok(names) => {
+                st.sb_chassis = Some((Instant::now(), names.clone()));
+                Ok(names)
+            }
+            Err(e) => {
+                // Keep the last answer rather than move every gateway port.
+                tracing::warn!(error = %e, "reading chassis from the Southbound failed");
+                Ok(st
+                    .sb_chassis
+                    .as_ref()
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default())
+            }
+        }
+    }
+}
+
+fn allocation_of(spec: &IpSpec) -> Allocation {
+    Allocation {
+        subnet: spec.subnet.clone(),
+        mac: spec.mac.clone(),
+        ips: spec.ips.iter().filter_map(|i| i.parse().ok()).collect(),
+    }
+}

@@ -1,0 +1,330 @@
+//! Wiring: client, caches, Northbound session, Lease, HTTP endpoints, one Controller per kind.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+
+use super::objects::error_policy;
+use super::pods::{ip_error_policy, pod_error_policy};
+use super::{
+    engine::addressable, ip_name, reconcile_ip, reconcile_object, reconcile_pod, Context, Engine,
+    Leadership, LeaseElector, Metrics, OurKind, Stores,
+};
+use crate::api::Ip;
+
+/// How `ovn-vpc controller` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The Northbound remote(s).
+    pub db: String,
+    /// The Southbound remote (gateway chassis when no Node is labelled).
+    pub sb: Option<String>,
+    /// A kubeconfig file (default: in-cluster config, then `$KUBECONFIG`, then ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+    /// Compete for the Lease (off: this replica always writes).
+    pub leader_election: bool,
+    /// Namespace of the Lease.
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    pub identity: String,
+    /// Lease duration.
+    pub lease_duration: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen.
+    pub listen: SocketAddr,
+}
+
+impl Options {
+    /// Defaults around a Northbound remote.
+    pub fn new(db: &str) -> Options {
+        Options {
+            db: db.to_string(),
+            sb: None,
+            kubeconfig: None,
+            leader_election: true,
+            lease_namespace: "ovn-vpc".into(),
+            lease_name: "ovn-vpc-controller".into(),
+            identity: std::env::var("POD_NAME").unwrap_or_else(|_| "ovn-vpc-controller".into()),
+            lease_duration: Duration::from_secs(15),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+async fn client(opts: &Options) -> anyhow::Result<kube::Client> {
+    let config = match &opts.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Yields each time this replica becomes leader.
+fn became_leader(l: &Leadership) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(l.subscribe(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
+/// Per-kind streams of objects whose state a sync changed (so their status is rewritten even
+/// when they did not change themselves: a Subnet that waited for its VPC's gateway).
+struct Changed {
+    senders: Vec<(
+        &'static str,
+        futures::channel::mpsc::UnboundedSender<String>,
+    )>,
+}
+
+impl Changed {
+    fn stream<K: kube::Resource<DynamicType = ()>>(
+        &mut self,
+        kind: &'static str,
+    ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        self.senders.push((kind, tx));
+        rx.map(|rest: String| match rest.split_once('/') {
+            Some((ns, name)) => ObjectRef::new(name).within(ns),
+            None => ObjectRef::new(&rest),
+        })
+    }
+
+    async fn forward(self, mut rx: tokio::sync::broadcast::Receiver<String>) {
+        loop {
+            let key = match rx.recv().await {
+                Ok(k) => k,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            if let Some((kind, rest)) = key.split_once('/') {
+                for (k, tx) in &self.senders {
+                    if *k == kind {
+                        let _ = tx.unbounded_send(rest.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn our_controller<K>(
+    client: &kube::Client,
+    store: Store<K>,
+    writer: reflector::store::Writer<K>,
+    ctx: Arc<Context>,
+    changed: &mut Changed,
+) -> tokio::task::JoinHandle<()>
+where
+    K: OurKind,
+{
+    let stream = reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let leader = became_leader(&ctx.leader);
+    let again = changed.stream::<K>(K::KIND);
+    tokio::spawn(
+        Controller::for_stream(stream, store)
+            .reconcile_all_on(leader)
+            .reconcile_on(again)
+            .run(reconcile_object::<K>, error_policy::<K>, ctx)
+            .for_each(|_| futures::future::ready(())),
+    )
+}
+
+use kube::runtime::reflector::reflector;
+
+/// Runs the controller until a task ends (which is an error: they run forever).
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let client = client(&opts).await?;
+    let (stores, writers) = Stores::new();
+    let session = ovsdb::Session::start(&opts.db, Engine::session_options())?;
+    let (leadership, elector) = if opts.leader_election {
+        let e = LeaseElector::new(
+            Api::namespaced(client.clone(), &opts.lease_namespace),
+            &opts.lease_name,
+            &opts.identity,
+            opts.lease_duration,
+        );
+        (e.leadership(), Some(e))
+    } else {
+        (Leadership::always(), None)
+    };
+    let metrics = Arc::new(Metrics::default());
+    let engine = Arc::new(Engine::new(
+        session,
+        opts.sb.clone(),
+        stores.clone(),
+        client.clone(),
+        leadership.clone(),
+        metrics,
+    ));
+    let ctx = Arc::new(Context::new(client.clone(), engine.clone()));
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    tracing::info!(listen = %opts.listen, "serving /healthz /readyz /metrics");
+    let mut tasks = vec![tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            if let Err(e) = super::serve(listener, engine).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+    })];
+    if let Some(e) = elector {
+        tasks.push(tokio::spawn(e.run(opts.lease_duration / 5)));
+    }
+
+    let mut changed = Changed {
+        senders: Vec::new(),
+    };
+    let w = writers;
+    tasks.push(our_controller(
+        &client,
+        stores.vpcs.clone(),
+        w.vpcs,
+        ctx.clone(),
+        &mut changed,
+    ));
+    tasks.push(our_controller(
+        &client,
+        stores.subnets.clone(),
+        w.subnets,
+        ctx.clone(),
+        &mut changed,
+    ));
+    tasks.push(our_controller(
+        &client,
+        stores.eips.clone(),
+        w.eips,
+        ctx.clone(),
+        &mut changed,
+    ));
+    tasks.push(our_controller(
+        &client,
+        stores.fips.clone(),
+        w.fips,
+        ctx.clone(),
+        &mut changed,
+    ));
+    tasks.push(our_controller(
+        &client,
+        stores.snat_rules.clone(),
+        w.snat_rules,
+        ctx.clone(),
+        &mut changed,
+    ));
+    tasks.push(our_controller(
+        &client,
+        stores.dnat_rules.clone(),
+        w.dnat_rules,
+        ctx.clone(),
+        &mut changed,
+    ));
+
+    // Pods: deletions (and pods that finished) trigger their IP's reconcile, which releases.
+    let (ip_tx, ip_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Ip>>();
+    let pods = reflector(
+        w.pods,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .inspect(move |ev| {
+        let gone = match ev {
+            Ok(watcher::Event::Delete(p)) => Some(p),
+            Ok(watcher::Event::Apply(p)) if !addressable(p) => Some(p),
+            _ => None,
+        };
+        if let Some(p) = gone {
+            let name = ip_name(&p.namespace().unwrap_or_default(), &p.name_any());
+            let _ = ip_tx.unbounded_send(ObjectRef::new(&name));
+        }
+    })
+    .touched_objects();
+    tasks.push(tokio::spawn(
+        Controller::for_stream(pods, stores.pods.clone())
+            .reconcile_all_on(became_leader(&leadership))
+            .reconcile_on(changed.stream::<Pod>("Pod"))
+            .run(reconcile_pod, pod_error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(())),
+    ));
+    let ips = reflector(
+        w.ips,
+        watcher(Api::<Ip>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    tasks.push(tokio::spawn(
+        Controller::for_stream(ips, stores.ips.clone())
+            .reconcile_all_on(became_leader(&leadership))
+            .reconcile_on(ip_rx)
+            .run(reconcile_ip, ip_error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(())),
+    ));
+
+    // Namespaces are only cached; Node changes move gateway chassis: resync.
+    let namespaces = reflector(
+        w.namespaces,
+        watcher(Api::all(client.clone()), watcher::Config::default()).default_backoff(),
+    );
+    tasks.push(tokio::spawn(
+        namespaces.for_each(|_| futures::future::ready(())),
+    ));
+    let nodes = reflector(
+        w.nodes,
+        watcher(Api::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .applied_objects();
+    let resync = engine.clone();
+    tasks.push(tokio::spawn(nodes.for_each(move |_| {
+        let engine = resync.clone();
+        async move {
+            if engine.leadership().is_leader() {
+                if let Err(e) = engine.sync().await {
+                    tracing::warn!(error = %e, "resync after a Node change failed");
+                }
+            }
+        }
+    })));
+
+    // Drift: a change in the Northbound (ours or by hand) triggers a sync; ours find nothing
+    // to do, a hand edit of our rows is put back.
+    let heal = engine.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut rx = heal.session().subscribe();
+        loop {
+            match rx.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while rx.try_recv().is_ok() {}
+            if heal.leadership().is_leader() {
+                if let Err(e) = heal.sync().await {
+                    tracing::warn!(error = %e, "drift sync failed");
+                }
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(changed.forward(engine.subscribe())));
+
+    let (done, _, _) = futures::future::select_all(tasks).await;
+    done?;
+    anyhow::bail!("a controller task ended")
+}
