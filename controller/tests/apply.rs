@@ -6,25 +6,14 @@ use std::process::{Command, Output};
 
 use ovn_vpc::sandbox::Sandbox;
 
+mod common;
+use common::nbctl;
+
 fn ovn_vpc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
         .args(args)
         .output()
         .unwrap()
-}
-
-fn nbctl(db: &str, args: &[&str]) -> String {
-    let out = Command::new("ovn-nbctl")
-        .arg(format!("--db={db}"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -1,0 +1,525 @@
+//! The in-cluster runtime against kube-rs' `tower-test` mock API server (recorded request /
+//! response scenarios: each test states the requests a reconcile must make, in order, and
+//! answers them) and a real ovsdb-server for the OVN side, with ovn-nbctl as the witness.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use ovn_vpc::api::{Ip, Subnet, Vpc};
+use ovn_vpc::runtime::{
+    put, reconcile_ip, reconcile_object, reconcile_pod, remove, Context, Engine, Error, Leadership,
+    Metrics, Stores, Writers, FINALIZER,
+};
+use ovn_vpc::sandbox::Sandbox;
+use serde_json::{json, Value};
+use tower_test::mock::{Handle, SendResponse};
+
+mod common;
+use common::nbctl;
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+/// The mock API server's side: each `expect` takes the next request the code under test
+/// made, checks its method and path, and hands back its JSON body and the responder.
+struct ApiServer(ApiHandle);
+
+impl ApiServer {
+    async fn expect(&mut self, method: &str, path: &str) -> (Value, SendResponse<Response<Body>>) {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(20), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
+            .expect("the client is gone");
+        assert_eq!(
+            (req.method().as_str(), req.uri().path()),
+            (method, path),
+            "unexpected request {} {}",
+            req.method(),
+            req.uri()
+        );
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (body, send)
+    }
+}
+
+fn reply(send: SendResponse<Response<Body>>, code: u16, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// The object as the API server returns it after a status merge patch.
+fn patched<T: serde::Serialize>(obj: &T, patch: &Value) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap();
+    v["status"] = patch["status"].clone();
+    v
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_yaml::from_str(text).unwrap()
+}
+
+fn vpc_a() -> Vpc {
+    yaml("apiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {name: vpc-a, uid: u-vpc-a, finalizers: [ovnvpc.io/finalizer]}\nspec: {}\n")
+}
+
+fn subnet(name: &str, extra: &str) -> Subnet {
+    yaml(&format!(
+        "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: {name}, uid: u-{name}}}\nspec: {extra}\n"
+    ))
+}
+
+fn a_net1() -> Subnet {
+    let mut s = subnet(
+        "a-net1",
+        "{vpc: vpc-a, cidrs: [10.0.1.0/24], namespaces: [team-a]}",
+    );
+    s.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    s
+}
+
+fn pod(ns: &str, name: &str, annotations: &str) -> Pod {
+    yaml(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, uid: uid-{name}-{ns}, annotations: {{{annotations}}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"
+    ))
+}
+
+/// A context over a fresh ovsdb-server and a mock API server, with caches marked listed:
+/// (context, cache writers, the API server's side, the NB remote, the sandbox).
+async fn fixture() -> (Arc<Context>, Writers, ApiServer, String, Sandbox) {
+    let sandbox = tokio::task::spawn_blocking(|| Sandbox::builder().start().unwrap())
+        .await
+        .unwrap();
+    let nb = sandbox.nb_remote();
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (stores, mut writers) = Stores::new();
+    writers.mark_ready();
+    let session = ovsdb::Session::start(&nb, Engine::session_options()).unwrap();
+    let engine = Arc::new(Engine::new(
+        session,
+        None,
+        stores,
+        client.clone(),
+        Leadership::always(),
+        Arc::new(Metrics::default()),
+    ));
+    (
+        Arc::new(Context::new(client, engine)),
+        writers,
+        ApiServer(handle),
+        nb,
+        sandbox,
+    )
+}
+
+/// Runs `reconcile` and `scenario` together; the scenario gets the API server back out.
+async fn run<F, S, T>(
+    api: ApiServer,
+    reconcile: F,
+    scenario: impl FnOnce(ApiServer) -> S,
+) -> (T, ApiServer)
+where
+    F: std::future::Future<Output = T>,
+    S: std::future::Future<Output = ApiServer> + Send + 'static,
+{
+    let scenario = tokio::spawn(scenario(api));
+    let result = tokio::time::timeout(Duration::from_secs(30), reconcile).await;
+    let api = scenario.await.expect("the scenario failed");
+    (result.expect("the reconcile hung"), api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnet_gets_a_finalizer_then_its_rows_and_status_and_nothing_more_when_unchanged() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    let mut fresh = a_net1();
+    fresh.metadata.finalizers = None;
+    put(&mut writers.subnets, fresh.clone());
+
+    // 1. No finalizer yet: the only request is the JSON patch adding it; nothing in OVN.
+    let (r, api) = run(
+        api,
+        reconcile_object(Arc::new(fresh), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1")
+                .await;
+            assert_eq!(
+                body,
+                json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                   {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+            );
+            reply(send, 200, &serde_json::to_value(a_net1()).unwrap());
+            api
+        },
+    )
+    .await;
+    assert_eq!(r.unwrap(), Action::await_change());
+    assert_eq!(nbctl(&nb, &["ls-list"]), "");
+
+    // 2. With the finalizer: one transaction puts the subnet into OVN; status is patched.
+    put(&mut writers.subnets, a_net1());
+    let (r, mut api) = run(
+        api,
+        reconcile_object(Arc::new(a_net1()), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1/status")
+                .await;
+            let st = &body["status"];
+            assert_eq!(st["conditions"][0]["type"], "Ready");
+            assert_eq!(st["conditions"][0]["status"], "True");
+            assert_eq!(st["v4Using"], 0);
+            assert_eq!(st["v4Available"], 253, "{st}");
+            reply(send, 200, &patched(&a_net1(), &body));
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    assert!(nbctl(&nb, &["ls-list"]).contains("(a-net1)"));
+    assert!(nbctl(&nb, &["lr-list"]).contains("(vpc-a)"));
+    assert_eq!(ctx.metrics.transactions(), 1);
+
+    // 3. Unchanged world, status already as it should be: no request, no transaction.
+    let status = {
+        let outcome = ctx.engine.sync().await.unwrap();
+        assert_eq!(outcome.operations, 0);
+        outcome
+    };
+    let mut settled = a_net1();
+    let ready = ovn_vpc::api::Condition {
+        type_: "Ready".into(),
+        status: "True".into(),
+        reason: "Reconciled".into(),
+        message: "in OVN".into(),
+        last_transition_time: Some("2026-01-01T00:00:00Z".into()),
+    };
+    let u = status.usage["a-net1"];
+    settled.status = Some(ovn_vpc::api::SubnetStatus {
+        v4_available: u.v4_available,
+        v4_using: u.v4_using,
+        v6_available: 0,
+        v6_using: 0,
+        conditions: vec![ready],
+    });
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile_object(Arc::new(settled), ctx.clone()),
+    )
+    .await
+    .expect("a request was made for an unchanged world");
+    r.unwrap();
+    assert_eq!(ctx.metrics.transactions(), 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), api.0.next_request())
+            .await
+            .is_err(),
+        "no request expected"
+    );
+
+    // 4. Drift: the switch deleted by hand is put back by the next sync.
+    nbctl(&nb, &["ls-del", "a-net1"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let healed = ctx.engine.sync().await.unwrap();
+    assert!(healed.operations > 0);
+    assert!(nbctl(&nb, &["ls-list"]).contains("(a-net1)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_gets_an_ip_object_owned_by_it_then_its_annotations_and_is_released_when_gone() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    let web = pod("team-a", "web", "");
+    put(&mut writers.pods, web.clone());
+
+    let (r, api) = run(
+        api,
+        reconcile_pod(Arc::new(web.clone()), ctx.clone()),
+        |mut api| async move {
+            // The allocation is recorded before OVN or the pod see it.
+            let (body, send) = api.expect("POST", "/apis/ovnvpc.io/v1/ips").await;
+            assert_eq!(body["metadata"]["name"], "web.team-a");
+            assert_eq!(
+                body["metadata"]["ownerReferences"][0],
+                json!({"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-web-team-a"})
+            );
+            assert_eq!(body["spec"]["subnet"], "a-net1");
+            assert_eq!(body["spec"]["vpc"], "vpc-a");
+            assert_eq!(body["spec"]["owner"], "Pod/team-a/web");
+            assert_eq!(body["spec"]["ips"], json!(["10.0.1.2"]));
+            reply(send, 201, &body);
+            let (body, send) = api
+                .expect("PATCH", "/api/v1/namespaces/team-a/pods/web")
+                .await;
+            let a = &body["metadata"]["annotations"];
+            assert_eq!(a["ovnvpc.io/allocated"], "true");
+            assert_eq!(a["ovnvpc.io/ip_address"], "10.0.1.2");
+            assert_eq!(a["ovnvpc.io/cidr"], "10.0.1.0/24");
+            assert_eq!(a["ovnvpc.io/gateway"], "10.0.1.1");
+            assert_eq!(a["ovnvpc.io/logical_switch"], "a-net1");
+            assert!(a["ovnvpc.io/mac_address"].as_str().unwrap().len() == 17);
+            reply(
+                send,
+                200,
+                &serde_json::to_value(pod("team-a", "web", "")).unwrap(),
+            );
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    let port = nbctl(&nb, &["lsp-get-addresses", "web.team-a"]);
+    assert!(port.contains("10.0.1.2"), "{port}");
+
+    // The pod is deleted: its IP object's reconcile releases the port, then the IP object.
+    let ip: Ip = serde_json::from_value(json!({
+        "apiVersion": "ovnvpc.io/v1", "kind": "Ip",
+        "metadata": {"name": "web.team-a", "uid": "u-ip",
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-web-team-a"}]},
+        "spec": {"subnet": "a-net1", "vpc": "vpc-a", "owner": "Pod/team-a/web", "ips": ["10.0.1.2"], "mac": "00:00:00:00:00:01"}
+    }))
+    .unwrap();
+    put(&mut writers.ips, ip.clone());
+    // While the pod lives, the IP is kept (and looked at again later).
+    let kept = reconcile_ip(Arc::new(ip.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(kept, Action::requeue(Duration::from_secs(600)));
+    remove(&mut writers.pods, web);
+    let (r, _api) = run(
+        api,
+        reconcile_ip(Arc::new(ip), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("DELETE", "/apis/ovnvpc.io/v1/ips/web.team-a")
+                .await;
+            assert_eq!(body["preconditions"]["uid"], "u-ip");
+            reply(
+                send,
+                200,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    assert!(!nbctl(&nb, &["show"]).contains("web.team-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_naming_a_missing_subnet_waits_with_an_event_and_gets_no_address() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    let mut default = subnet("default", "{cidrs: [10.16.0.0/16], default: true}");
+    default.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    put(&mut writers.subnets, default);
+    let p = pod("team-a", "web", "ovnvpc.io/subnet: nope");
+    put(&mut writers.pods, p.clone());
+    let (r, api) = run(
+        api,
+        reconcile_pod(Arc::new(p), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events")
+                .await;
+            assert_eq!(body["type"], "Warning");
+            assert_eq!(body["reason"], "SubnetNotReady");
+            assert!(
+                body["note"].as_str().unwrap().contains("\"nope\""),
+                "{body}"
+            );
+            assert_eq!(body["regarding"]["name"], "web");
+            reply(send, 201, &body);
+            api
+        },
+    )
+    .await;
+    assert_eq!(r.unwrap(), Action::requeue(Duration::from_secs(15)));
+    assert!(!nbctl(&nb, &["show"]).contains("web.team-a"));
+
+    // A pod in a namespace the cache sees unclaimed: before it takes a default-subnet address
+    // the Subnets are listed fresh; one claims the namespace, so the pod waits instead.
+    let late = pod("late", "db", "");
+    put(&mut writers.pods, late.clone());
+    let (r, _api) = run(
+        api,
+        reconcile_pod(Arc::new(late), ctx.clone()),
+        |mut api| async move {
+            let (_, send) = api.expect("GET", "/apis/ovnvpc.io/v1/subnets").await;
+            let claiming = subnet("late-net", "{cidrs: [10.9.0.0/24], namespaces: [late]}");
+            reply(
+                send,
+                200,
+                &json!({"apiVersion": "ovnvpc.io/v1", "kind": "SubnetList", "metadata": {},
+                    "items": [serde_json::to_value(claiming).unwrap()]}),
+            );
+            let (body, send) = api
+                .expect("POST", "/apis/events.k8s.io/v1/namespaces/late/events")
+                .await;
+            assert_eq!(body["reason"], "SubnetNotReady");
+            assert!(
+                body["note"].as_str().unwrap().contains("late-net"),
+                "{body}"
+            );
+            reply(send, 201, &body);
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    let show = nbctl(&nb, &["show"]);
+    assert!(!show.contains("db.late"), "{show}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpc_with_subnets_waits_to_be_deleted_then_its_router_goes_with_the_finalizer() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    ctx.engine.sync().await.unwrap();
+    assert!(nbctl(&nb, &["lr-list"]).contains("(vpc-a)"));
+
+    let mut dying = vpc_a();
+    dying.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    put(&mut writers.vpcs, dying.clone());
+    let (r, api) = run(
+        api,
+        reconcile_object(Arc::new(dying.clone()), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a/status")
+                .await;
+            let c = &body["status"]["conditions"][0];
+            assert_eq!(c["status"], "False");
+            assert_eq!(c["reason"], "HasSubnets");
+            assert!(c["message"].as_str().unwrap().contains("a-net1"), "{c}");
+            reply(send, 200, &patched(&vpc_a(), &body));
+            let (body, send) = api
+                .expect("POST", "/apis/events.k8s.io/v1/namespaces/default/events")
+                .await;
+            assert_eq!(body["reason"], "HasSubnets");
+            reply(send, 201, &body);
+            api
+        },
+    )
+    .await;
+    assert!(matches!(r, Err(Error::Waiting(_))), "{r:?}");
+    assert!(nbctl(&nb, &["lr-list"]).contains("(vpc-a)"));
+
+    // The subnet is gone: cleanup removes the router, then the finalizer.
+    remove(&mut writers.subnets, a_net1());
+    let (r, _api) = run(
+        api,
+        reconcile_object(Arc::new(dying), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api.expect("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a").await;
+            assert_eq!(
+                body,
+                json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                   {"op": "remove", "path": "/metadata/finalizers/0"}])
+            );
+            reply(send, 200, &serde_json::to_value(vpc_a()).unwrap());
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(nbctl(&nb, &["lr-list"]), "");
+    assert_eq!(nbctl(&nb, &["ls-list"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_subnet_reports_why_and_nothing_of_it_is_applied() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    let mut bad = subnet("a-net2", "{vpc: vpc-a, cidrs: [10.0.1.128/25]}");
+    bad.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    put(&mut writers.subnets, bad.clone());
+    let (r, _api) = run(
+        api,
+        reconcile_object(Arc::new(bad), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net2/status")
+                .await;
+            let c = &body["status"]["conditions"][0];
+            assert_eq!(c["status"], "False");
+            assert_eq!(c["reason"], "InvalidSpec");
+            assert!(
+                c["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("overlaps 10.0.1.0/24"),
+                "{c}"
+            );
+            reply(send, 200, &patched(&a_net1(), &body));
+            let (body, send) = api
+                .expect("POST", "/apis/events.k8s.io/v1/namespaces/default/events")
+                .await;
+            assert_eq!(body["reason"], "InvalidSpec");
+            reply(send, 201, &body);
+            api
+        },
+    )
+    .await;
+    assert_eq!(r.unwrap(), Action::requeue(Duration::from_secs(30)));
+    let switches = nbctl(&nb, &["ls-list"]);
+    assert!(
+        switches.contains("(a-net1)") && !switches.contains("a-net2"),
+        "{switches}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_finalizers_strips_ours_by_test_and_remove() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let list = |kind: &str, items: Value| json!({"apiVersion": "ovnvpc.io/v1", "kind": format!("{kind}List"), "metadata": {}, "items": items});
+    let scenario = tokio::spawn(async move {
+        let mut api = ApiServer(handle);
+        let (_, send) = api.expect("GET", "/apis/ovnvpc.io/v1/vpcs").await;
+        let mut v = vpc_a();
+        v.metadata.finalizers = Some(vec!["other.io/keep".into(), FINALIZER.into()]);
+        reply(send, 200, &list("Vpc", json!([v])));
+        let (body, send) = api.expect("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a").await;
+        assert_eq!(
+            body,
+            json!([{"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
+                   {"op": "remove", "path": "/metadata/finalizers/1"}])
+        );
+        reply(send, 200, &serde_json::to_value(vpc_a()).unwrap());
+        // A Subnet without our finalizer is left alone: no patch for it.
+        let (_, send) = api.expect("GET", "/apis/ovnvpc.io/v1/subnets").await;
+        reply(
+            send,
+            200,
+            &list("Subnet", json!([subnet("s", "{cidrs: [10.1.0.0/24]}")])),
+        );
+        for plural in ["eips", "fips", "snatrules", "dnatrules"] {
+            let (_, send) = api
+                .expect("GET", &format!("/apis/ovnvpc.io/v1/{plural}"))
+                .await;
+            reply(send, 200, &list("X", json!([])));
+        }
+    });
+    let r = ovn_vpc::runtime::remove_finalizers(&client).await;
+    scenario.await.unwrap();
+    assert_eq!(r.unwrap(), ["Vpc/vpc-a"]);
+}
