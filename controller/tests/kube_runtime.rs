@@ -523,3 +523,56 @@ async fn remove_finalizers_strips_ours_by_test_and_remove() {
     scenario.await.unwrap();
     assert_eq!(r.unwrap(), ["Vpc/vpc-a"]);
 }
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ready_and_metrics_endpoints_follow_the_northbound() {
+    let (ctx, mut writers, _api, _nb, mut sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    ctx.engine.sync().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(ovn_vpc::runtime::serve(listener, ctx.engine.clone()));
+
+    assert_eq!(get(addr, "/healthz").await.0, "HTTP/1.1 200 OK");
+    assert_eq!(get(addr, "/readyz").await.0, "HTTP/1.1 200 OK");
+    let (status, metrics) = get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        metrics.contains("ovn_vpc_ovsdb_transactions_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ovn_vpc_ovsdb_transaction_duration_seconds_count 1"));
+    assert!(!metrics.contains("ovn_vpc_replica_rows 0\n"), "{metrics}");
+    assert_eq!(get(addr, "/nope").await.0, "HTTP/1.1 404 Not Found");
+
+    // The Northbound goes away: not ready (health is unaffected).
+    tokio::task::spawn_blocking(move || {
+        sandbox.stop_nb(0).unwrap();
+        sandbox
+    })
+    .await
+    .unwrap();
+    let mut ready = true;
+    for _ in 0..40 {
+        if get(addr, "/readyz").await.0 == "HTTP/1.1 503 Service Unavailable" {
+            ready = false;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!ready, "/readyz stayed 200 with the Northbound down");
+    assert_eq!(get(addr, "/healthz").await.0, "HTTP/1.1 200 OK");
+}

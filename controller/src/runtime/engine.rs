@@ -379,10 +379,9 @@ impl Engine {
         self.nb.client(Duration::from_secs(30)).await?;
         let mut w = world(&self.stores);
         let chassis = self.gateway_chassis(&w.nodes, st).await?;
-        let (mut existing, rows, bytes) = {
+        let mut existing = {
             let replica = self.nb.replica();
-            let r = replica.as_ref().ok_or(Error::NotSynced)?;
-            (existing_allocations(r), r.row_count(), r.approx_bytes())
+            existing_allocations(replica.as_ref().ok_or(Error::NotSynced)?)
         };
         // IP objects are the record of pod allocations; OVN fills in what a crash between
         // the OVN write and the IP object left behind; claims are ours in flight.
@@ -455,7 +454,9 @@ impl Engine {
                 .get(k.as_str())
                 .is_none_or(|ip| allocation_of(&ip.spec) != *a)
         });
-        self.metrics.synced(rows, bytes);
+        if let Some(r) = self.nb.replica().as_ref() {
+            self.metrics.synced(r.row_count(), r.approx_bytes());
+        }
         let mut out = Outcome {
             allocations: t.allocations,
             usage: t.usage,
