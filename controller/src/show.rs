@@ -62,6 +62,8 @@ pub fn render(dump: &Dump) -> String {
     let routes = table("Logical_Router_Static_Route");
     let policies = table("Logical_Router_Policy");
     let gcs = table("Gateway_Chassis");
+    let ha_groups = table("HA_Chassis_Group");
+    let ha_chassis = table("HA_Chassis");
     let lbs = table("Load_Balancer");
 
     // Which router each switch hangs off: switch port of type router → options:router-port →
@@ -124,6 +126,28 @@ pub fn render(dump: &Dump) -> String {
                 .collect();
             if !chassis.is_empty() {
                 line.push_str(&format!(" gateway-chassis [{}]", chassis.join(", ")));
+            }
+            // An HA chassis group: its chassis by priority.
+            if let Some(g) = refs(lrp.get("ha_chassis_group"))
+                .first()
+                .and_then(|g| ha_groups.get(g))
+            {
+                let members: Vec<String> = refs(g.get("ha_chassis"))
+                    .into_iter()
+                    .filter_map(|c| ha_chassis.get(&c))
+                    .map(|c| {
+                        format!(
+                            "{}:{}",
+                            s(c, "chassis_name"),
+                            c.get("priority").map(|d| d.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                line.push_str(&format!(
+                    " ha-chassis-group {} [{}]",
+                    s(g, "name"),
+                    members.join(", ")
+                ));
             }
             let _ = writeln!(out, "{line}");
         }

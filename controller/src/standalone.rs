@@ -37,13 +37,8 @@ pub async fn plan(
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));
     }
-    let mut requests = MonitorRequests::new();
-    for t in MANAGED_TABLES {
-        requests.add(*t, MonitorRequest::new());
-    }
     let chassis = gateway_chassis(&m.nodes, sb).await?;
-    let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
-    session.client(Duration::from_secs(30)).await?;
+    let session = synced(db, MANAGED_TABLES).await?;
     let replica = session.replica();
     let replica = replica
         .as_ref()
@@ -77,6 +72,53 @@ pub async fn apply(
         client.transact("OVN_Northbound", &r.operations).await?;
     }
     Ok(r)
+}
+
+/// A session on the Northbound at `db` whose replica holds `tables`, synced.
+async fn synced(db: &str, tables: &[&str]) -> anyhow::Result<Session> {
+    let mut requests = MonitorRequests::new();
+    for t in tables {
+        requests.add(*t, MonitorRequest::new());
+    }
+    let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
+    session.client(Duration::from_secs(30)).await?;
+    Ok(session)
+}
+
+/// Every table of the server's Northbound schema whose rows can carry our owner tag (an
+/// `external_ids` column): the server's own schema, so a newer OVN's tables are covered too.
+async fn owned_tables(db: &str) -> anyhow::Result<Vec<String>> {
+    let (client, conn) = ovsdb::connect(db).await?;
+    tokio::spawn(conn);
+    let schema = client.get_schema("OVN_Northbound").await?;
+    Ok(schema
+        .tables
+        .values()
+        .filter(|t| t.columns.contains_key("external_ids"))
+        .map(|t| t.name.clone())
+        .collect())
+}
+
+/// `ovn-vpc uninstall`: the operations deleting every Northbound row of ours (rows tagged
+/// `external_ids:ovn-vpc/owner`), in every table that can hold one; foreign rows are never
+/// touched (each delete is guarded by the owner tag). Committed in one transaction unless
+/// `dry_run`. Running it again finds nothing.
+pub async fn uninstall(db: &str, dry_run: bool) -> anyhow::Result<Vec<Operation>> {
+    let owned = owned_tables(db).await?;
+    let tables: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let session = synced(db, &tables).await?;
+    let operations = {
+        let replica = session.replica();
+        let replica = replica
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+        diff(&tables, &[], replica, &Scope::All)?
+    };
+    if !dry_run && !operations.is_empty() {
+        let client = session.client(Duration::from_secs(30)).await?;
+        client.transact("OVN_Northbound", &operations).await?;
+    }
+    Ok(operations)
 }
 
 /// Label marking a gateway node.

@@ -410,3 +410,65 @@ fn the_examples_land_with_nat_gateways_and_northd_derives_their_flows() {
         String::from_utf8_lossy(&plan.stdout)
     );
 }
+
+#[test]
+fn uninstall_removes_every_row_of_ours_and_nothing_else() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Someone else's rows, one with a name we also use.
+    nbctl(&nb, &["ls-add", "theirs", "--", "lsp-add", "theirs", "p1"]);
+    nbctl(
+        &nb,
+        &[
+            "lr-add",
+            "vpc-x",
+            "--",
+            "set",
+            "Logical_Router",
+            "vpc-x",
+            "external_ids:owner=them",
+        ],
+    );
+    let ours = |nb: &str| {
+        let out = ovn_vpc(&["dump", "--db", nb, "--format", "json"]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .matches("ovn-vpc/owner")
+            .count()
+    };
+    assert!(ours(&nb) > 30, "the examples did not land");
+
+    let dry = ovn_vpc(&["uninstall", "--db", &nb, "--dry-run"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(ours(&nb) > 30, "--dry-run removed something");
+
+    let out = ovn_vpc(&["uninstall", "--db", &nb]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(ours(&nb), 0, "rows of ours left behind after: {said}");
+    assert!(nbctl(&nb, &["ls-list"]).contains("theirs"));
+    assert!(nbctl(&nb, &["lsp-list", "theirs"]).contains("p1"));
+    assert!(nbctl(&nb, &["lr-list"]).contains("vpc-x"));
+    assert_eq!(
+        nbctl(&nb, &["--bare", "--columns=_uuid", "list", "NAT"]).trim(),
+        ""
+    );
+
+    let again = ovn_vpc(&["uninstall", "--db", &nb]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("removed 0 row(s) of ours"));
+}
