@@ -46,6 +46,49 @@ pub const MANAGED_TABLES: &[&str] = &[
     "HA_Chassis",
 ];
 
+/// The columns of a managed table that translation may write, plus those it reads back
+/// (`external_ids`): what standalone mode monitors, so a sync carries no column nobody reads.
+pub fn managed_columns(table: &str) -> Option<&'static [&'static str]> {
+    // Kept to what is written: every column here is in every row of the initial sync, and
+    // the server's CPU for that reply is what a re-apply of a large world waits on.
+    Some(match table {
+        "Logical_Router" => &[
+            "name",
+            "ports",
+            "static_routes",
+            "policies",
+            "nat",
+            "load_balancer",
+            "external_ids",
+        ],
+        "Logical_Router_Static_Route" => &["ip_prefix", "nexthop", "policy", "external_ids"],
+        "Logical_Router_Policy" => &["priority", "match", "action", "nexthops", "external_ids"],
+        "Logical_Router_Port" => &[
+            "name",
+            "mac",
+            "networks",
+            "ha_chassis_group",
+            "external_ids",
+        ],
+        "Logical_Switch" => &["name", "ports", "external_ids"],
+        "Logical_Switch_Port" => &[
+            "name",
+            "type",
+            "addresses",
+            "port_security",
+            "options",
+            "dhcpv4_options",
+            "external_ids",
+        ],
+        "DHCP_Options" => &["cidr", "options", "external_ids"],
+        "NAT" => &["type", "external_ip", "logical_ip", "external_ids"],
+        "Load_Balancer" => &["name", "vips", "protocol", "external_ids"],
+        "HA_Chassis_Group" => &["name", "ha_chassis", "external_ids"],
+        "HA_Chassis" => &["chassis_name", "priority", "external_ids"],
+        _ => return None,
+    })
+}
+
 /// `external_ids` key prefix on an external subnet's switch recording who holds which of its
 /// addresses (`ovn-vpc/ip:Vpc/vpc-a` = `172.16.0.2`): the NB stores the allocations.
 pub const IP_KEY_PREFIX: &str = "ovn-vpc/ip:";
@@ -190,22 +233,25 @@ pub fn translate(
 
     // Pods: binding first (so subnets know their ports), then addresses.
     let mut bound: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
-    let mut sorted: Vec<&Pod> = pods.iter().collect();
-    sorted.sort_by_key(|p| pod_key(p));
-    for p in sorted {
-        let key = pod_key(p);
+    let mut sorted: Vec<(String, &Pod)> = pods.iter().map(|p| (pod_key(p), p)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    // Namespace → the (first, by name) subnet claiming it.
+    let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
+    for (n, sp) in &subnets {
+        if sp.subnet.spec.external.is_none() {
+            for ns in &sp.subnet.spec.namespaces {
+                claims.entry(ns.as_str()).or_insert(n.as_str());
+            }
+        }
+    }
+    let default = subnets
+        .iter()
+        .find(|(_, sp)| sp.subnet.spec.default)
+        .map(|(n, _)| n.clone());
+    for (key, p) in sorted {
         let ns = p.namespace().unwrap_or_default();
         let named = p.annotations().get(SUBNET_ANNOTATION).cloned();
-        let by_namespace = subnets
-            .iter()
-            .find(|(_, sp)| {
-                sp.subnet.spec.external.is_none() && sp.subnet.spec.namespaces.contains(&ns)
-            })
-            .map(|(n, _)| n.clone());
-        let default = subnets
-            .iter()
-            .find(|(_, sp)| sp.subnet.spec.default)
-            .map(|(n, _)| n.clone());
+        let by_namespace = claims.get(ns.as_str()).map(|n| n.to_string());
         let (choice, why) = match (&named, &by_namespace) {
             (Some(n), _) => (
                 subnets.contains_key(n).then(|| n.clone()),
@@ -993,4 +1039,58 @@ pub fn existing_allocations(replica: &ovsdb::Replica) -> BTreeMap<String, Alloca
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A world touching every table and column translation writes.
+    fn rich_world() -> Translation {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("routes.yaml");
+        std::fs::write(
+            &extra,
+            "apiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {name: vpc-r}\nspec:\n  externalSubnet: external\n  staticRoutes: [{cidr: 192.168.0.0/16, nextHop: 10.9.0.254}, {cidr: 10.9.0.128/25, nextHop: 10.9.0.253, policy: src}]\n  policyRoutes: [{priority: 3000, match: \"ip4.src == 10.9.0.66\", action: drop}, {priority: 2000, match: \"ip4.dst == 8.8.8.8\", action: reroute, nextHop: 10.9.0.254}]\n---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: r-net}\nspec: {vpc: vpc-r, cidrs: [10.9.0.0/24, 'fd00:9::/64'], natOutgoing: true, namespaces: [r]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: r}\nspec: {containers: []}\n",
+        )
+        .unwrap();
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let m = crate::manifest::load(&[examples, extra]).unwrap();
+        assert!(crate::api::validate(&m.objects).is_empty());
+        translate(&m.objects, &m.pods, &BTreeMap::new(), &["ch0".into()])
+    }
+
+    #[test]
+    fn every_written_column_is_monitored() {
+        let t = rich_world();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for d in &t.desired {
+            seen.insert(d.table.as_str());
+            let monitored = managed_columns(&d.table)
+                .unwrap_or_else(|| panic!("{} is not a managed table", d.table));
+            for c in d.row.keys() {
+                assert!(
+                    monitored.contains(&c.as_str()),
+                    "{}.{c} is written but not monitored, so every apply would rewrite it",
+                    d.table
+                );
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            MANAGED_TABLES.len(),
+            "the world misses a table: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn monitored_columns_exist_in_the_schema() {
+        let schema = ovsdb::DatabaseSchema::from_json_str(ovn_nb::nb::SCHEMA).unwrap();
+        for t in MANAGED_TABLES {
+            let ts = &schema.tables[*t];
+            for c in managed_columns(t).unwrap() {
+                assert!(ts.columns.contains_key(*c), "{t}.{c} is not in the schema");
+            }
+        }
+    }
 }
