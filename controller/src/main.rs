@@ -36,6 +36,20 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         files: Vec<std::path::PathBuf>,
     },
+    /// List pods whose address is not in the subnet that claims them (annotation, namespace,
+    /// default), pods that wait, and ports of pods that are gone. Exit 1 on a mismatch.
+    Doctor {
+        /// The manifests holding the subnets and pods (files or directories).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// The OVN Northbound remote (comma-separated for a cluster).
+        #[arg(
+            long,
+            env = "OVN_NB_DB",
+            default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+        )]
+        db: String,
+    },
     /// Remove every Northbound row of ours (rows tagged external_ids:ovn-vpc/owner) in one
     /// transaction; rows of others are never touched.
     Uninstall {
@@ -216,6 +230,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("try: OVN_NB_DB={nb} ovn-vpc show   |   ovn-nbctl --db={nb} show");
                 wait_for_interrupt()?;
             }
+        }
+        Command::Doctor { files, db } => {
+            let findings = runtime()?.block_on(ovn_vpc::doctor::doctor(&db, &files))?;
+            for f in &findings {
+                println!("{f}");
+            }
+            let bad = findings.iter().filter(|f| f.mismatch).count();
+            if bad > 0 {
+                println!("{bad} mismatch(es)");
+                return Ok(ExitCode::from(1));
+            }
+            println!("no mismatches");
         }
         Command::Uninstall { db, dry_run } => {
             let ops = runtime()?.block_on(ovn_vpc::standalone::uninstall(&db, dry_run))?;

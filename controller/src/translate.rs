@@ -181,6 +181,64 @@ fn gateways(sub: &Subnet, nets: &[IpNetwork]) -> Vec<IpAddr> {
         .collect()
 }
 
+/// Which subnet a pod belongs to: the one its `ovnvpc.io/subnet` annotation names, else the
+/// one claiming its namespace (the first by name when several do), else the default subnet.
+/// A pod whose named subnet does not exist gets no subnet at all (it waits): it is never
+/// placed in the default subnet instead.
+#[derive(Debug)]
+pub struct Claims<'a> {
+    known: BTreeSet<&'a str>,
+    by_namespace: BTreeMap<&'a str, &'a str>,
+    default: Option<&'a str>,
+}
+
+impl<'a> Claims<'a> {
+    /// The claims of these subnets (external ones claim nothing).
+    pub fn new(subnets: impl IntoIterator<Item = &'a Subnet>) -> Claims<'a> {
+        let mut list: Vec<&Subnet> = subnets
+            .into_iter()
+            .filter(|s| s.spec.external.is_none())
+            .collect();
+        list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut c = Claims {
+            known: BTreeSet::new(),
+            by_namespace: BTreeMap::new(),
+            default: None,
+        };
+        for sub in list {
+            let Some(name) = sub.metadata.name.as_deref() else {
+                continue;
+            };
+            c.known.insert(name);
+            for ns in &sub.spec.namespaces {
+                c.by_namespace.entry(ns.as_str()).or_insert(name);
+            }
+            if sub.spec.default && c.default.is_none() {
+                c.default = Some(name);
+            }
+        }
+        c
+    }
+
+    /// The pod's subnet, or why it has none yet.
+    pub fn choose(&self, p: &Pod) -> Result<&'a str, String> {
+        if let Some(n) = p.annotations().get(SUBNET_ANNOTATION) {
+            return self.known.get(n.as_str()).copied().ok_or_else(|| {
+                format!(
+                    "annotation {SUBNET_ANNOTATION} names Subnet {n:?}, which does not exist (yet)"
+                )
+            });
+        }
+        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+        if let Some(n) = self.by_namespace.get(ns) {
+            return Ok(n);
+        }
+        self.default.ok_or_else(|| {
+            "no Subnet claims its namespace and there is no default Subnet".to_string()
+        })
+    }
+}
+
 fn pod_key(p: &Pod) -> String {
     format!("Pod/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
 }
@@ -235,39 +293,12 @@ pub fn translate(
     let mut bound: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     let mut sorted: Vec<(String, &Pod)> = pods.iter().map(|p| (pod_key(p), p)).collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    // Namespace → the (first, by name) subnet claiming it.
-    let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
-    for (n, sp) in &subnets {
-        if sp.subnet.spec.external.is_none() {
-            for ns in &sp.subnet.spec.namespaces {
-                claims.entry(ns.as_str()).or_insert(n.as_str());
-            }
-        }
-    }
-    let default = subnets
-        .iter()
-        .find(|(_, sp)| sp.subnet.spec.default)
-        .map(|(n, _)| n.clone());
+    let claims = Claims::new(subnets.values().map(|sp| sp.subnet));
     for (key, p) in sorted {
-        let ns = p.namespace().unwrap_or_default();
-        let named = p.annotations().get(SUBNET_ANNOTATION).cloned();
-        let by_namespace = claims.get(ns.as_str()).map(|n| n.to_string());
-        let (choice, why) = match (&named, &by_namespace) {
-            (Some(n), _) => (
-                subnets.contains_key(n).then(|| n.clone()),
-                format!(
-                    "annotation {SUBNET_ANNOTATION} names Subnet {n:?}, which does not exist (yet)"
-                ),
-            ),
-            (None, Some(n)) => (Some(n.clone()), String::new()),
-            (None, None) => (
-                default.clone(),
-                "no Subnet claims its namespace and there is no default Subnet".to_string(),
-            ),
-        };
+        let choice = claims.choose(p);
         match choice {
-            Some(subnet) => bound.entry(subnet).or_default().push(p),
-            None => t.statuses.push(Status {
+            Ok(subnet) => bound.entry(subnet.to_string()).or_default().push(p),
+            Err(why) => t.statuses.push(Status {
                 object: key,
                 ready: false,
                 reason: "SubnetNotReady".into(),

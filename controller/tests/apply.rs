@@ -472,3 +472,73 @@ fn uninstall_removes_every_row_of_ours_and_nothing_else() {
     let again = ovn_vpc(&["uninstall", "--db", &nb]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("removed 0 row(s) of ours"));
 }
+
+#[test]
+fn doctor_finds_pods_outside_the_subnet_that_claims_them() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let before = r#"
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: dflt}
+spec: {cidrs: [10.30.0.0/24], default: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: late}
+spec: {containers: []}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: early, namespace: late, annotations: {ovnvpc.io/subnet: nowhere}}
+spec: {containers: []}
+"#;
+    let claim = "---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: late-net}\nspec: {cidrs: [10.40.0.0/24], namespaces: [late]}\n";
+    let w1 = write(dir.path(), "before.yaml", before);
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &w1]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doctor = |w: &str| {
+        let out = ovn_vpc(&["doctor", "--db", &nb, "-f", w]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = doctor(&w1);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "note Pod late/early: waits: annotation ovnvpc.io/subnet names Subnet \"nowhere\""
+        ),
+        "{text}"
+    );
+
+    // A subnet now claims the namespace: the pod placed in the default subnet is reported.
+    let w2 = write(dir.path(), "after.yaml", &format!("{before}{claim}"));
+    let (code, text) = doctor(&w2);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("MISMATCH Pod late/web: address 10.30.0.2 is in subnet dflt, but subnet late-net claims it"), "{text}");
+
+    // Applying moves it; then a pod dropped from the manifests leaves an orphan port.
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &w2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, text) = doctor(&w2);
+    assert_eq!(code, Some(0), "{text}");
+    let w3 = write(
+        dir.path(),
+        "gone.yaml",
+        &format!("{}{claim}", before.replace("name: web,", "name: other,")),
+    );
+    let (code, text) = doctor(&w3);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("MISMATCH Pod late/web: has a port (10.40.0.2 in subnet late-net) but is not in the manifests"), "{text}");
+}
