@@ -239,6 +239,10 @@ impl<'a> Claims<'a> {
     }
 }
 
+fn overlaps(a: &IpNetwork, b: &IpNetwork) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
 fn pod_key(p: &Pod) -> String {
     format!("Pod/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
 }
@@ -309,6 +313,51 @@ pub fn translate(
         }
     }
 
+    // Allocations in force, in every subnet, before any new one: a globally unique subnet
+    // must see every address other VPCs already hold in its range, and vice versa.
+    let mut in_force: BTreeMap<String, BTreeMap<String, (String, Vec<IpAddr>)>> = BTreeMap::new();
+    for (name, sp) in subnets
+        .iter_mut()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_none())
+    {
+        let held = in_force.entry(name.clone()).or_default();
+        for p in bound.get(name).into_iter().flatten() {
+            let key = pod_key(p);
+            if let Some(a) = existing.get(&key).filter(|a| &a.subnet == name) {
+                let ok = a.ips.iter().all(|ip| {
+                    sp.pools
+                        .iter_mut()
+                        .find(|pool| pool.cidr().contains(*ip))
+                        .is_some_and(|pool| pool.allocate_static(*ip, &key).is_ok())
+                });
+                if ok {
+                    held.insert(key, (a.mac.clone(), a.ips.clone()));
+                }
+            }
+        }
+    }
+    // Which subnets must not share addresses: overlapping CIDRs where either side is
+    // globally unique.
+    let ranges: Vec<(String, Vec<IpNetwork>, bool)> = subnets
+        .iter()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_none())
+        .map(|(n, sp)| (n.clone(), sp.nets.clone(), sp.subnet.spec.globally_unique))
+        .collect();
+    let exclusive_with = |name: &str| -> Vec<String> {
+        let Some((_, mine, gu)) = ranges.iter().find(|(n, ..)| n == name) else {
+            return Vec::new();
+        };
+        ranges
+            .iter()
+            .filter(|(n, nets, other_gu)| {
+                n != name
+                    && (*gu || *other_gu)
+                    && nets.iter().any(|a| mine.iter().any(|b| overlaps(a, b)))
+            })
+            .map(|(n, ..)| n.clone())
+            .collect()
+    };
+
     for (name, sp) in subnets
         .iter_mut()
         .filter(|(_, sp)| sp.subnet.spec.external.is_none())
@@ -378,18 +427,15 @@ pub fn translate(
 
         // Addresses: keep what is in force, honour static requests, then allocate.
         let pods = bound.remove(name).unwrap_or_default();
-        let mut assigned: BTreeMap<String, (String, Vec<IpAddr>)> = BTreeMap::new();
-        for p in &pods {
-            let key = pod_key(p);
-            if let Some(a) = existing.get(&key).filter(|a| &a.subnet == name) {
-                let ok = a.ips.iter().all(|ip| {
-                    sp.pools
-                        .iter_mut()
-                        .find(|pool| pool.cidr().contains(*ip))
-                        .is_some_and(|pool| pool.allocate_static(*ip, &key).is_ok())
-                });
-                if ok {
-                    assigned.insert(key, (a.mac.clone(), a.ips.clone()));
+        let mut assigned = in_force.remove(name).unwrap_or_default();
+        // Addresses held in subnets this one must not share with are off limits here.
+        const FOREIGN: &str = "held by an overlapping subnet (globallyUnique)";
+        for other in exclusive_with(name) {
+            for (_, ips) in in_force.get(&other).into_iter().flat_map(|m| m.values()) {
+                for ip in ips {
+                    if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                        let _ = pool.allocate_static(*ip, FOREIGN);
+                    }
                 }
             }
         }
@@ -440,6 +486,7 @@ pub fn translate(
                 });
             assigned.insert(key, (mac, ips));
         }
+        in_force.insert(name.clone(), assigned.clone());
         for (key, (mac, ips)) in assigned {
             let (ns, pod) = key
                 .trim_start_matches("Pod/")
@@ -1123,5 +1170,74 @@ mod tests {
                 assert!(ts.columns.contains_key(*c), "{t}.{c} is not in the schema");
             }
         }
+    }
+
+    fn world(yaml: &str) -> crate::manifest::Manifests {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        crate::manifest::load(&[p]).unwrap()
+    }
+
+    fn two_vpcs(gu_a: bool) -> String {
+        let mut y = String::new();
+        for (v, gu) in [("a", gu_a), ("b", false)] {
+            y.push_str(&format!(
+                "---\napiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {{name: vpc-{v}}}\nspec: {{}}\n\
+                 ---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: {v}}}\n\
+                 spec: {{vpc: vpc-{v}, cidrs: [10.0.1.0/24], namespaces: [{v}], globallyUnique: {gu}}}\n"
+            ));
+            for i in 0..3 {
+                y.push_str(&format!(
+                    "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {v}}}\nspec: {{containers: []}}\n"
+                ));
+            }
+        }
+        y
+    }
+
+    fn ips_of(t: &Translation, subnet: &str) -> BTreeSet<IpAddr> {
+        t.allocations
+            .values()
+            .filter(|a| a.subnet == subnet)
+            .flat_map(|a| a.ips.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_vpcs_reuse_addresses_unless_a_subnet_is_globally_unique() {
+        let m = world(&two_vpcs(false));
+        let t = translate(&m.objects, &m.pods, &BTreeMap::new(), &[]);
+        assert_eq!(
+            ips_of(&t, "a"),
+            ips_of(&t, "b"),
+            "tenants reuse the same addresses"
+        );
+
+        let m = world(&two_vpcs(true));
+        // b already holds 10.0.1.2 and .3 (applied before a became globally unique).
+        let mut existing = BTreeMap::new();
+        for (i, ip) in [(0, "10.0.1.2"), (1, "10.0.1.3")] {
+            existing.insert(
+                format!("Pod/b/p{i}"),
+                Allocation {
+                    subnet: "b".into(),
+                    mac: format!("0a:00:00:00:00:0{i}"),
+                    ips: vec![ip.parse().unwrap()],
+                },
+            );
+        }
+        let t = translate(&m.objects, &m.pods, &existing, &[]);
+        let (a, b) = (ips_of(&t, "a"), ips_of(&t, "b"));
+        assert_eq!((a.len(), b.len()), (3, 3));
+        assert!(
+            a.is_disjoint(&b),
+            "globally unique a shares with b: {a:?} {b:?}"
+        );
+        assert!(
+            b.contains(&"10.0.1.2".parse::<IpAddr>().unwrap()),
+            "b's addresses in force moved"
+        );
+        assert!(t.statuses.iter().all(|s| s.ready), "{:?}", t.statuses);
     }
 }
