@@ -542,3 +542,61 @@ spec: {containers: []}
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("MISMATCH Pod late/web: has a port (10.40.0.2 in subnet late-net) but is not in the manifests"), "{text}");
 }
+
+#[test]
+fn drift_made_by_hand_is_healed_by_the_next_apply() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = || String::from_utf8(ovn_vpc(&["show", "--db", &nb]).stdout).unwrap();
+    let before = show();
+
+    // An admin deletes a pod port, a NAT rule and the default route, and edits a column.
+    nbctl(&nb, &["lsp-del", "web.team-a"]);
+    nbctl(&nb, &["lr-nat-del", "vpc-a", "snat", "10.0.1.0/24"]);
+    nbctl(&nb, &["lr-route-del", "vpc-b", "0.0.0.0/0"]);
+    nbctl(&nb, &["lsp-set-port-security", "web.team-b"]);
+    nbctl(
+        &nb,
+        &[
+            "set",
+            "Logical_Router_Port",
+            "vpc-a-a-net1",
+            "mac=\"0a:00:00:00:00:99\"",
+        ],
+    );
+    assert_ne!(show(), before);
+
+    let plan = ovn_vpc(&["plan", "--db", &nb, "-f", examples]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(show(), before, "not healed");
+    assert!(nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "web.team-b", "port_security"]
+    )
+    .contains("10.0.1.2"));
+    let plan = ovn_vpc(&["plan", "--db", &nb, "-f", examples]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
