@@ -105,6 +105,7 @@ pub fn render(dump: &Dump) -> String {
                 let _ = writeln!(out, "router {} (not managed by ovn-vpc)", s(r, "name"));
             }
         }
+        let mut lines: Vec<String> = Vec::new();
         for p in refs(r.get("ports")) {
             let Some(lrp) = lrps.get(&p) else { continue };
             let mut line = format!(
@@ -149,19 +150,22 @@ pub fn render(dump: &Dump) -> String {
                     members.join(", ")
                 ));
             }
-            let _ = writeln!(out, "{line}");
+            lines.push(line);
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for n in refs(r.get("nat")) {
             let Some(nat) = nats.get(&n) else { continue };
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    nat {} {} <-> {}{}",
                 s(nat, "type"),
                 s(nat, "external_ip"),
                 s(nat, "logical_ip"),
                 owner(nat).map(|o| format!(" ({o})")).unwrap_or_default()
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for rt in refs(r.get("static_routes")) {
             let Some(route) = routes.get(&rt) else {
                 continue;
@@ -169,23 +173,25 @@ pub fn render(dump: &Dump) -> String {
             let policy = strings(route.get("policy"))
                 .pop()
                 .unwrap_or_else(|| "dst-ip".into());
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    route {} via {} ({policy})",
                 s(route, "ip_prefix"),
                 s(route, "nexthop")
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for pu in refs(r.get("policies")) {
             let Some(p) = policies.get(&pu) else { continue };
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    policy {} {} {}",
                 p.get("priority").map(|d| d.to_string()).unwrap_or_default(),
                 s(p, "match"),
                 s(p, "action")
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for l in refs(r.get("load_balancer")) {
             let Some(lb) = lbs.get(&l) else { continue };
             let vips: Vec<String> = lb
@@ -203,13 +209,13 @@ pub fn render(dump: &Dump) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    load-balancer {} {}",
                 s(lb, "name"),
                 vips.join(", ")
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
         let mut attached: Vec<&&Row> = switches
             .iter()
             .filter(|(su, _)| {
@@ -255,5 +261,14 @@ fn render_switch(out: &mut String, sw: &Row, lsps: &BTreeMap<String, &Row>, inde
             s(p, "name"),
             strings(p.get("addresses")).join(", ")
         );
+    }
+}
+
+/// Writes lines in sorted order: sets in OVSDB have no order (they come back by UUID), and
+/// the same database should always show the same way.
+fn sorted_lines(out: &mut String, mut lines: Vec<String>) {
+    lines.sort();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
     }
 }

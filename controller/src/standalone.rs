@@ -75,7 +75,19 @@ async fn reconcile(
         let replica = replica
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
-        let existing = existing_allocations(replica);
+        let mut existing = existing_allocations(replica);
+        // IP objects in the manifests (say, exported from a cluster) seed the allocations
+        // of pods the NB does not know yet; what the NB holds wins.
+        for ip in &m.ips {
+            let s = &ip.spec;
+            existing
+                .entry(s.owner.clone())
+                .or_insert_with(|| crate::translate::Allocation {
+                    subnet: s.subnet.clone(),
+                    mac: s.mac.clone(),
+                    ips: s.ips.iter().filter_map(|a| a.parse().ok()).collect(),
+                });
+        }
         let t = translate(&m.objects, &m.pods, &existing, &chassis);
         tracing::debug!(elapsed = ?started.elapsed(), rows = t.desired.len(), "translated");
         let scope = if prune {

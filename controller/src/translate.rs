@@ -68,6 +68,7 @@ pub fn managed_columns(table: &str) -> Option<&'static [&'static str]> {
             "mac",
             "networks",
             "ha_chassis_group",
+            "ipv6_ra_configs",
             "external_ids",
         ],
         "Logical_Switch" => &["name", "ports", "external_ids"],
@@ -78,6 +79,7 @@ pub fn managed_columns(table: &str) -> Option<&'static [&'static str]> {
             "port_security",
             "options",
             "dhcpv4_options",
+            "dhcpv6_options",
             "external_ids",
         ],
         "DHCP_Options" => &["cidr", "options", "external_ids"],
@@ -374,15 +376,28 @@ pub fn translate(
             .map(|(n, g)| format!("{g}/{}", n.prefix()))
             .collect();
         let lrp_key = format!("{owner}/router-port");
+        let mut lrp = row(vec![
+            ("name", s(lrp_name.clone())),
+            ("mac", s(lrp_mac.clone())),
+            ("networks", strings(networks)),
+        ]);
+        if sp.nets.iter().any(|n| n.is_ipv6()) {
+            // Router advertisements: the default route and prefix; addresses come from
+            // stateful DHCPv6 (the port's own address in OVN).
+            lrp.insert(
+                "ipv6_ra_configs".into(),
+                Datum::map([
+                    ("address_mode", "dhcpv6_stateful"),
+                    ("send_periodic", "true"),
+                    ("max_interval", "30"),
+                ]),
+            );
+        }
         t.desired.push(Desired {
             table: "Logical_Router_Port".into(),
             key: lrp_key.clone(),
             owner: owner.clone(),
-            row: row(vec![
-                ("name", s(lrp_name.clone())),
-                ("mac", s(lrp_mac.clone())),
-                ("networks", strings(networks)),
-            ]),
+            row: lrp,
         });
         vpc_ports.entry(vpc.clone()).or_default().push(lrp_key);
         let rtr_key = format!("{owner}/switch-router-port");
@@ -424,6 +439,19 @@ pub fn translate(
                 });
                 key
             });
+        let dhcpv6_key = sp.nets.iter().find(|n| n.is_ipv6()).map(|n| {
+            let key = format!("{owner}/dhcpv6");
+            t.desired.push(Desired {
+                table: "DHCP_Options".into(),
+                key: key.clone(),
+                owner: owner.clone(),
+                row: row(vec![
+                    ("cidr", s(n.to_string())),
+                    ("options", Datum::map([("server_id", lrp_mac.clone())])),
+                ]),
+            });
+            key
+        });
 
         // Addresses: keep what is in force, honour static requests, then allocate.
         let pods = bound.remove(name).unwrap_or_default();
@@ -504,6 +532,9 @@ pub fn translate(
             ]);
             if let Some(d) = &dhcp_key {
                 r.insert("dhcpv4_options".into(), refs([d.clone()]));
+            }
+            if let Some(d) = &dhcpv6_key {
+                r.insert("dhcpv6_options".into(), refs([d.clone()]));
             }
             t.desired.push(Desired {
                 table: "Logical_Switch_Port".into(),

@@ -600,3 +600,82 @@ fn drift_made_by_hand_is_healed_by_the_next_apply() {
         String::from_utf8_lossy(&plan.stdout)
     );
 }
+
+#[test]
+fn a_dual_stack_subnet_gets_both_addresses_dhcpv6_and_router_advertisements() {
+    let sandbox = Sandbox::builder().northd().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let sb = sandbox.sb_remote().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "dual.yaml",
+        "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: dual}\n\
+         spec: {cidrs: [10.50.0.0/24, 'fd00:50::/64'], namespaces: [d]}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: d}\nspec: {containers: []}\n",
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = nbctl(&nb, &["get", "Logical_Switch_Port", "p.d", "addresses"]);
+    assert!(addr.contains(" 10.50.0.2 fd00:50::2\""), "{addr}");
+    assert!(nbctl(
+        &nb,
+        &["get", "Logical_Router_Port", "default-dual", "networks"]
+    )
+    .contains("fd00:50::1/64"));
+    assert_eq!(nbctl(&nb, &["dhcp-options-list"]).lines().count(), 2);
+    let ok = (0..300).any(|_| {
+        let out = Command::new("ovn-sbctl")
+            .args([&format!("--db={sb}"), "lflow-list"])
+            .output()
+            .unwrap();
+        let flows = String::from_utf8_lossy(&out.stdout).to_string();
+        if flows.contains("put_dhcpv6_opts(")
+            && flows.contains("ia_addr = fd00:50::2")
+            && flows.contains("put_dhcp_opts(offerip = 10.50.0.2")
+            && flows.contains("put_nd_ra_opts(addr_mode = \"dhcpv6_stateful\"")
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(ok, "northd derived no DHCPv4/DHCPv6/RA flows for the pod");
+    assert_eq!(
+        ovn_vpc(&["plan", "--db", &nb, "-f", &f]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn ip_objects_in_the_manifests_seed_allocations_the_nb_does_not_hold() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "ips.yaml",
+        "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: s}\nspec: {cidrs: [10.60.0.0/24], namespaces: [n]}\n---\n\
+         apiVersion: ovnvpc.io/v1\nkind: IP\nmetadata: {name: p.n}\n\
+         spec: {subnet: s, vpc: default, owner: Pod/n/p, ips: [10.60.0.77], mac: '0a:00:00:00:00:77'}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: n}\nspec: {containers: []}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: q, namespace: n}\nspec: {containers: []}\n",
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        nbctl(&nb, &["get", "Logical_Switch_Port", "p.n", "addresses"]).trim(),
+        "[\"0a:00:00:00:00:77 10.60.0.77\"]"
+    );
+    assert!(
+        nbctl(&nb, &["get", "Logical_Switch_Port", "q.n", "addresses"]).contains(" 10.60.0.2\"")
+    );
+}
