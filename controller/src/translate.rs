@@ -413,45 +413,36 @@ pub fn translate(
             ]),
         });
         let mut ports = vec![rtr_key];
+        // DHCP: one options row per family, referenced by every pod port of the subnet.
+        let mut dhcp = |family: &str, cidr: &IpNetwork, options: Datum| {
+            let key = format!("{owner}/{family}");
+            t.desired.push(Desired {
+                table: "DHCP_Options".into(),
+                key: key.clone(),
+                owner: owner.clone(),
+                row: row(vec![("cidr", s(cidr.to_string())), ("options", options)]),
+            });
+            key
+        };
         let dhcp_key = sp
             .nets
             .iter()
             .zip(&sp.gateways)
             .find(|(n, _)| n.is_ipv4())
             .map(|(n, g)| {
-                let key = format!("{owner}/dhcpv4");
-                t.desired.push(Desired {
-                    table: "DHCP_Options".into(),
-                    key: key.clone(),
-                    owner: owner.clone(),
-                    row: row(vec![
-                        ("cidr", s(n.to_string())),
-                        (
-                            "options",
-                            Datum::map([
-                                ("lease_time", "3600".to_string()),
-                                ("router", g.to_string()),
-                                ("server_id", g.to_string()),
-                                ("server_mac", lrp_mac.clone()),
-                            ]),
-                        ),
-                    ]),
-                });
-                key
+                let options = Datum::map([
+                    ("lease_time", "3600".to_string()),
+                    ("router", g.to_string()),
+                    ("server_id", g.to_string()),
+                    ("server_mac", lrp_mac.clone()),
+                ]);
+                dhcp("dhcpv4", n, options)
             });
-        let dhcpv6_key = sp.nets.iter().find(|n| n.is_ipv6()).map(|n| {
-            let key = format!("{owner}/dhcpv6");
-            t.desired.push(Desired {
-                table: "DHCP_Options".into(),
-                key: key.clone(),
-                owner: owner.clone(),
-                row: row(vec![
-                    ("cidr", s(n.to_string())),
-                    ("options", Datum::map([("server_id", lrp_mac.clone())])),
-                ]),
-            });
-            key
-        });
+        let dhcpv6_key = sp
+            .nets
+            .iter()
+            .find(|n| n.is_ipv6())
+            .map(|n| dhcp("dhcpv6", n, Datum::map([("server_id", lrp_mac.clone())])));
 
         // Addresses: keep what is in force, honour static requests, then allocate.
         let pods = bound.remove(name).unwrap_or_default();
