@@ -9,7 +9,7 @@ use std::time::Duration;
 use ovn_nb::diff::{diff, Scope};
 use ovsdb::{MonitorRequest, MonitorRequests, Operation, Session, SessionOptions};
 
-use crate::api::validate;
+use crate::api::{validate, validate_pods};
 use crate::manifest;
 use crate::translate::{existing_allocations, managed_columns, translate, Status, MANAGED_TABLES};
 
@@ -62,7 +62,8 @@ async fn reconcile(
     let paths = files.to_vec();
     let m = tokio::task::spawn_blocking(move || manifest::load(&paths)).await??;
     tracing::debug!(elapsed = ?started.elapsed(), objects = m.objects.len(), pods = m.pods.len(), "manifests loaded");
-    let errors = validate(&m.objects);
+    let mut errors = validate(&m.objects);
+    errors.extend(validate_pods(&m.objects, &m.pods));
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));

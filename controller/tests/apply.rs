@@ -233,6 +233,22 @@ fn two_vpcs_with_the_same_cidr_apply_and_a_reapply_changes_nothing() {
     .contains(" 10.0.1.3\""));
 }
 
+const TWO_PODS_ONE_ADDRESS: &str = "---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, annotations: {ovnvpc.io/ip_address: 10.16.0.9}}
+spec: {containers: []}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, annotations: {ovnvpc.io/ip_address: 10.16.0.9}}
+spec: {containers: []}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, annotations: {ovnvpc.io/ip_address: 10.16.0.x}}
+spec: {containers: []}
+";
 const LATE_POD: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -299,7 +315,7 @@ fn an_invalid_manifest_is_refused_with_object_and_field_and_nothing_is_applied()
     let sandbox = Sandbox::builder().start().unwrap();
     let nb = sandbox.nb_remote();
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(dir.path(), "bad.yaml", &format!("{DEFAULT_SUBNET}---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: clash}}\nspec: {{cidrs: [10.16.5.0/24], gateway: 10.99.0.1}}\n"));
+    let bad = write(dir.path(), "bad.yaml", &format!("{DEFAULT_SUBNET}---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: clash}}\nspec: {{cidrs: [10.16.5.0/24], gateway: 10.99.0.1}}\n{TWO_PODS_ONE_ADDRESS}"));
     let out = ovn_vpc(&["apply", "--db", &nb, "-f", &bad]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -308,6 +324,8 @@ fn an_invalid_manifest_is_refused_with_object_and_field_and_nothing_is_applied()
         err.contains("Subnet/clash: spec.gateway: 10.99.0.1 is outside 10.16.5.0/24"),
         "{err}"
     );
+    assert!(err.contains("Pod/x/b: metadata.annotations[ovnvpc.io/ip_address]: 10.16.0.9 is also requested by Pod x/a in Subnet default"), "{err}");
+    assert!(err.contains("Pod/x/c: metadata.annotations[ovnvpc.io/ip_address]: \"10.16.0.x\" is not an IP address"), "{err}");
     assert!(
         nbctl(&nb, &["show"]).trim().is_empty(),
         "something was applied"
