@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod doctor;
 pub mod dump;
 pub mod ipam;
 pub mod manifest;

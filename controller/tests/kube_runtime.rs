@@ -289,7 +289,7 @@ async fn pod_gets_an_ip_object_owned_by_it_then_its_annotations_and_is_released_
 
     // The pod is deleted: its IP object's reconcile releases the port, then the IP object.
     let ip: Ip = serde_json::from_value(json!({
-        "apiVersion": "ovnvpc.io/v1", "kind": "Ip",
+        "apiVersion": "ovnvpc.io/v1", "kind": "IP",
         "metadata": {"name": "web.team-a", "uid": "u-ip",
                      "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-web-team-a"}]},
         "spec": {"subnet": "a-net1", "vpc": "vpc-a", "owner": "Pod/team-a/web", "ips": ["10.0.1.2"], "mac": "00:00:00:00:00:01"}

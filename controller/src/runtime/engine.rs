@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use super::{Error, Leadership, Metrics, Stores};
 use crate::api::{validate, Ip, IpSpec, Object, Subnet};
 use crate::translate::{
-    existing_allocations, pod_key, translate, Allocation, Status, SubnetUsage, MANAGED_TABLES,
-    SUBNET_ANNOTATION,
+    existing_allocations, managed_columns, pod_key, translate, Allocation, Status, SubnetUsage,
+    MANAGED_TABLES, SUBNET_ANNOTATION,
 };
 
 /// What a sync found and did.
@@ -278,11 +278,16 @@ impl Engine {
         }
     }
 
-    /// Options for the Northbound session the engine needs (a replica of the managed tables).
+    /// Options for the Northbound session the engine needs: a replica of the managed tables,
+    /// only the columns translation writes or reads back (as standalone mode monitors).
     pub fn session_options() -> ovsdb::SessionOptions {
         let mut requests = ovsdb::MonitorRequests::new();
         for t in MANAGED_TABLES {
-            requests.add(*t, ovsdb::MonitorRequest::new());
+            let request = match managed_columns(t) {
+                Some(c) => ovsdb::MonitorRequest::new().columns(c.iter().copied()),
+                None => ovsdb::MonitorRequest::new(),
+            };
+            requests.add(*t, request);
         }
         ovsdb::SessionOptions::new("OVN_Northbound").monitor(requests)
     }

@@ -114,7 +114,7 @@ pub fn pod_error_policy(pod: Arc<Pod>, e: &Error, ctx: Arc<Context>) -> Action {
 
 /// Error policy of the IP controller.
 pub fn ip_error_policy(ip: Arc<Ip>, e: &Error, ctx: Arc<Context>) -> Action {
-    backoff(&format!("Ip/{}", ip.name_any()), e, &ctx)
+    backoff(&format!("IP/{}", ip.name_any()), e, &ctx)
 }
 
 fn backoff(key: &str, e: &Error, ctx: &Context) -> Action {
@@ -160,7 +160,7 @@ pub async fn reconcile_ip(ip: Arc<Ip>, ctx: Arc<Context>) -> Result<Action, Erro
     let started = std::time::Instant::now();
     let result = release(&ip, &ctx).await;
     ctx.metrics.reconciled(
-        "Ip",
+        "IP",
         started.elapsed(),
         result.as_ref().err().map(Error::label),
     );
