@@ -339,6 +339,17 @@ impl Engine {
         })
     }
 
+    /// Waits (up to a minute) until every cache has listed its kind: before that, an object
+    /// missing from a cache may just not be listed yet.
+    pub async fn caches_ready(&self) -> Result<(), Error> {
+        match tokio::time::timeout(Duration::from_secs(60), self.stores.wait_until_ready()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::Waiting(
+                "the caches have not listed every kind".into(),
+            )),
+        }
+    }
+
     /// Forgets an allocation in flight (its pod is gone).
     pub async fn release(&self, pod_key: &str) {
         self.state.lock().await.claims.remove(pod_key);
@@ -373,14 +384,7 @@ impl Engine {
     async fn sync_locked(&self, st: &mut State) -> Result<Outcome, Error> {
         self.leader.check()?;
         // A sync of a partial world would delete the rows of objects not listed yet.
-        match tokio::time::timeout(Duration::from_secs(60), self.stores.wait_until_ready()).await {
-            Ok(Ok(())) => {}
-            _ => {
-                return Err(Error::Waiting(
-                    "the caches have not listed every kind".into(),
-                ))
-            }
-        }
+        self.caches_ready().await?;
         self.nb.client(Duration::from_secs(30)).await?;
         let mut w = world(&self.stores);
         let chassis = self.gateway_chassis(&w.nodes, st).await?;

@@ -154,6 +154,8 @@ pub async fn reconcile_ip(ip: Arc<Ip>, ctx: Arc<Context>) -> Result<Action, Erro
     if !ctx.leader.is_leader() {
         return Ok(Action::await_change());
     }
+    // A pod cache that has not listed yet would make every IP look orphaned.
+    ctx.engine.caches_ready().await?;
     if owner_alive(&ip, &ctx) {
         return Ok(Action::requeue(Duration::from_secs(600)));
     }
