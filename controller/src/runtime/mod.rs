@@ -39,7 +39,7 @@ pub use pods::{
     allocation_annotations, ip_name, reconcile_ip, reconcile_pod, ALLOCATED_ANNOTATION,
     CIDR_ANNOTATION, GATEWAY_ANNOTATION, LOGICAL_SWITCH_ANNOTATION,
 };
-pub use run::{run, Options};
+pub use run::{run, run_with_client, Options};
 pub use stores::{put, remove, Stores, Writers};
 pub use uninstall::remove_finalizers;
 

@@ -155,7 +155,11 @@ use kube::runtime::reflector::reflector;
 
 /// Runs the controller until a task ends (which is an error: they run forever).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let client = client(&opts).await?;
+    run_with_client(client(&opts).await?, opts).await
+}
+
+/// [`run`] with a given client (tests give one on a mock API server).
+pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Result<()> {
     let (stores, writers) = Stores::new();
     let session = ovsdb::Session::start(&opts.db, Engine::session_options())?;
     let (leadership, elector) = if opts.leader_election {

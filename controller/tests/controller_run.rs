@@ -1,0 +1,155 @@
+//! `ovn-vpc controller` as wired (watchers, reflectors, one Controller per kind, the HTTP
+//! endpoints) against a fake API server that lists a small world and holds each watch open,
+//! and a real ovsdb-server: the world lands in OVN, our objects get the finalizer, the pod
+//! gets an IP object and its annotations.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use ovn_vpc::runtime::{run_with_client, Options};
+use ovn_vpc::sandbox::Sandbox;
+use serde_json::{json, Value};
+
+mod common;
+use common::nbctl;
+
+fn list(kind: &str, items: Value) -> Value {
+    json!({"kind": format!("{kind}List"), "apiVersion": "v1",
+           "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+/// What the fake API server lists, by collection path.
+fn world(path: &str) -> Option<Value> {
+    let vpc = json!({"apiVersion": "ovnvpc.io/v1", "kind": "Vpc",
+        "metadata": {"name": "vpc-a", "uid": "u1", "resourceVersion": "1"}, "spec": {}});
+    let subnet = json!({"apiVersion": "ovnvpc.io/v1", "kind": "Subnet",
+        "metadata": {"name": "a-net1", "uid": "u2", "resourceVersion": "1"},
+        "spec": {"vpc": "vpc-a", "cidrs": ["10.0.1.0/24"], "namespaces": ["team-a"]}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "team-a", "uid": "u3", "resourceVersion": "1"},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}});
+    Some(match path {
+        "/apis/ovnvpc.io/v1/vpcs" => list("Vpc", json!([vpc])),
+        "/apis/ovnvpc.io/v1/subnets" => list("Subnet", json!([subnet])),
+        "/api/v1/pods" => list("Pod", json!([pod])),
+        "/apis/ovnvpc.io/v1/ips"
+        | "/apis/ovnvpc.io/v1/eips"
+        | "/apis/ovnvpc.io/v1/fips"
+        | "/apis/ovnvpc.io/v1/snatrules"
+        | "/apis/ovnvpc.io/v1/dnatrules"
+        | "/api/v1/namespaces"
+        | "/api/v1/nodes" => list("X", json!([])),
+        _ => return None,
+    })
+}
+
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
+    let sandbox = tokio::task::spawn_blocking(|| Sandbox::builder().start().unwrap())
+        .await
+        .unwrap();
+    let nb = sandbox.nb_remote();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let writes: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
+    let log = writes.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let watch = req.uri().query().unwrap_or("").contains("watch=true");
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if method == "GET" && watch {
+                // Hold the watch open a while, then end it (the watcher re-watches).
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    send.send_response(Response::new(Body::empty()));
+                });
+                continue;
+            }
+            if method == "GET" {
+                match world(&path) {
+                    Some(v) => send.send_response(respond(200, &v)),
+                    None => send.send_response(respond(404, &json!({"kind": "Status",
+                        "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}))),
+                }
+                continue;
+            }
+            log.lock()
+                .unwrap()
+                .push((method.clone(), path.clone(), body.clone()));
+            // Echo what was written as the stored object.
+            let stored = match (method.as_str(), path.as_str()) {
+                ("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a") => {
+                    json!({"apiVersion": "ovnvpc.io/v1", "kind": "Vpc",
+                           "metadata": {"name": "vpc-a", "finalizers": ["ovnvpc.io/finalizer"]}, "spec": {}})
+                }
+                ("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1") => {
+                    json!({"apiVersion": "ovnvpc.io/v1", "kind": "Subnet",
+                           "metadata": {"name": "a-net1", "finalizers": ["ovnvpc.io/finalizer"]},
+                           "spec": {"vpc": "vpc-a", "cidrs": ["10.0.1.0/24"]}})
+                }
+                ("PATCH", "/api/v1/namespaces/team-a/pods/web") => {
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "web", "namespace": "team-a"}, "spec": {"containers": []}})
+                }
+                _ => body,
+            };
+            send.send_response(respond(if method == "POST" { 201 } else { 200 }, &stored));
+        }
+    });
+    let client = kube::Client::new(service, "default");
+    let mut opts = Options::new(&nb);
+    opts.leader_election = false;
+    opts.listen = "127.0.0.1:0".parse().unwrap();
+    let controller = tokio::spawn(run_with_client(client, opts));
+
+    let mut landed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let w = writes.lock().unwrap().clone();
+        let has = |m: &str, p: &str| w.iter().any(|(wm, wp, _)| wm == m && wp == p);
+        if has("PATCH", "/api/v1/namespaces/team-a/pods/web")
+            && has("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a")
+            && has("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1")
+        {
+            landed = true;
+            break;
+        }
+    }
+    let w = writes.lock().unwrap().clone();
+    assert!(landed, "writes so far: {w:#?}");
+    assert!(!controller.is_finished());
+    controller.abort();
+
+    let ip = w
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p == "/apis/ovnvpc.io/v1/ips")
+        .expect("an IP object is created");
+    assert_eq!(ip.2["spec"]["ips"], json!(["10.0.1.2"]));
+    let annotated = w
+        .iter()
+        .find(|(_, p, _)| p == "/api/v1/namespaces/team-a/pods/web")
+        .unwrap();
+    assert_eq!(
+        annotated.2["metadata"]["annotations"]["ovnvpc.io/ip_address"],
+        "10.0.1.2"
+    );
+    let fin = w
+        .iter()
+        .find(|(_, p, _)| p == "/apis/ovnvpc.io/v1/vpcs/vpc-a")
+        .unwrap();
+    assert_eq!(fin.2[1]["value"], json!(["ovnvpc.io/finalizer"]));
+    assert!(nbctl(&nb, &["ls-list"]).contains("(a-net1)"));
+    assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.2"));
+    drop(sandbox);
+}
