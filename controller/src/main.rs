@@ -63,6 +63,16 @@ enum Command {
         /// Print what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// In a cluster: first stop the controller Deployment (it would put rows back), and
+        /// after the OVN rows remove our finalizers from every object.
+        #[arg(long)]
+        cluster: bool,
+        /// A kubeconfig file for --cluster (default: the in-cluster service account).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Namespace of the controller Deployment (--cluster).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "ovn-vpc")]
+        namespace: String,
     },
     /// Start an OVN sandbox for development and print its remotes; runs until interrupted.
     Sandbox {
@@ -274,8 +284,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!("no mismatches");
         }
-        Command::Uninstall { db, dry_run } => {
-            let ops = runtime()?.block_on(ovn_vpc::standalone::uninstall(&db, dry_run))?;
+        Command::Uninstall {
+            db,
+            dry_run,
+            cluster,
+            kubeconfig,
+            namespace,
+        } => {
+            let rt = runtime()?;
+            let client = if cluster && !dry_run {
+                {
+                    let client =
+                        rt.block_on(ovn_vpc::runtime::kube_client(kubeconfig.as_deref()))?;
+                    rt.block_on(ovn_vpc::runtime::stop_controller(
+                        &client,
+                        &namespace,
+                        "ovn-vpc-controller",
+                        std::time::Duration::from_secs(120),
+                    ))?;
+                    println!("stopped the controller ({namespace}/ovn-vpc-controller)");
+                    Some(client)
+                }
+            } else {
+                None
+            };
+            let ops = rt.block_on(ovn_vpc::standalone::uninstall(&db, dry_run))?;
             let lines: Vec<String> = ops
                 .iter()
                 .filter_map(ovn_vpc::standalone::describe)
@@ -285,6 +318,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let verb = if dry_run { "would remove" } else { "removed" };
             println!("{verb} {} row(s) of ours", lines.len());
+            if let Some(client) = client {
+                let freed = rt.block_on(ovn_vpc::runtime::remove_finalizers(&client))?;
+                for o in &freed {
+                    println!("- finalizer of {o}");
+                }
+                println!("removed {} finalizer(s) of ours", freed.len());
+            }
         }
         Command::Sandbox {
             cluster,

@@ -125,7 +125,7 @@ fn every_manifest_parses_as_its_kubernetes_type() {
                 used_accounts.insert(pod.service_account_name.unwrap());
                 assert_eq!(
                     pod.containers[0].args.as_deref(),
-                    Some(&["uninstall".to_string()][..])
+                    Some(&["uninstall".to_string(), "--cluster".to_string()][..])
                 );
                 assert_eq!(
                     j.metadata.annotations.unwrap()["helm.sh/hook"],

@@ -576,3 +576,40 @@ async fn health_ready_and_metrics_endpoints_follow_the_northbound() {
     assert!(!ready, "/readyz stayed 200 with the Northbound down");
     assert_eq!(get(addr, "/healthz").await.0, "HTTP/1.1 200 OK");
 }
+
+#[tokio::test]
+async fn stop_controller_scales_to_zero_and_waits_for_the_replicas_to_go() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let deployment = |replicas: i32| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "ovn-vpc-controller", "namespace": "ovn-vpc"},
+               "spec": {"selector": {}, "template": {}},
+               "status": {"replicas": replicas}})
+    };
+    let scenario = tokio::spawn(async move {
+        let mut api = ApiServer(handle);
+        let path = "/apis/apps/v1/namespaces/ovn-vpc/deployments/ovn-vpc-controller";
+        let (body, send) = api.expect("PATCH", &format!("{path}/scale")).await;
+        assert_eq!(body, json!({"spec": {"replicas": 0}}));
+        reply(
+            send,
+            200,
+            &json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": "ovn-vpc-controller"}, "spec": {"replicas": 0}}),
+        );
+        let (_, send) = api.expect("GET", path).await;
+        reply(send, 200, &deployment(2));
+        let (_, send) = api.expect("GET", path).await;
+        reply(send, 200, &deployment(0));
+    });
+    ovn_vpc::runtime::stop_controller(
+        &client,
+        "ovn-vpc",
+        "ovn-vpc-controller",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    scenario.await.unwrap();
+}

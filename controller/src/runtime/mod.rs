@@ -39,9 +39,9 @@ pub use pods::{
     allocation_annotations, ip_name, reconcile_ip, reconcile_pod, ALLOCATED_ANNOTATION,
     CIDR_ANNOTATION, GATEWAY_ANNOTATION, LOGICAL_SWITCH_ANNOTATION,
 };
-pub use run::{run, run_with_client, Options};
+pub use run::{kube_client, run, run_with_client, Options};
 pub use stores::{put, remove, Stores, Writers};
-pub use uninstall::remove_finalizers;
+pub use uninstall::{remove_finalizers, stop_controller};
 
 use std::sync::Arc;
 

@@ -61,8 +61,10 @@ impl Options {
     }
 }
 
-async fn client(opts: &Options) -> anyhow::Result<kube::Client> {
-    let config = match &opts.kubeconfig {
+/// A client from a kubeconfig file, else the in-cluster service account / `$KUBECONFIG` /
+/// `~/.kube/config`.
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
@@ -155,7 +157,7 @@ use kube::runtime::reflector::reflector;
 
 /// Runs the controller until a task ends (which is an error: they run forever).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    run_with_client(client(&opts).await?, opts).await
+    run_with_client(kube_client(opts.kubeconfig.as_deref()).await?, opts).await
 }
 
 /// [`run`] with a given client (tests give one on a mock API server).

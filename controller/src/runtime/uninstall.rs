@@ -1,6 +1,10 @@
-//! Removing our finalizers from every object, so that nothing is left stuck in deletion when
-//! the controller is removed before the objects (`ovn-vpc uninstall` in a cluster, and the
-//! pre-delete Job in `deploy/`).
+//! Uninstall in a cluster (`ovn-vpc uninstall --cluster`, the pre-delete Job in `deploy/`):
+//! stop the controller first (it would put back what is removed), then the OVN rows go, then
+//! our finalizers, so that nothing is left stuck in deletion when the controller is gone.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
 
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
@@ -54,4 +58,34 @@ pub async fn remove_finalizers(client: &kube::Client) -> Result<Vec<String>, kub
     strip::<SnatRule>(client, &mut out).await?;
     strip::<DnatRule>(client, &mut out).await?;
     Ok(out)
+}
+
+/// Scales the controller Deployment `namespace/name` to zero and waits (up to `timeout`) until
+/// no replica runs. A Deployment that does not exist is already stopped.
+pub async fn stop_controller(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), super::Error> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let scale = Patch::Merge(json!({ "spec": { "replicas": 0 } }));
+    match api.patch_scale(name, &PatchParams::default(), &scale).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let d = api.get(name).await?;
+        if d.status.and_then(|s| s.replicas).unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(super::Error::Waiting(format!(
+                "Deployment {namespace}/{name} still runs replicas after {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
