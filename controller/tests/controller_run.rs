@@ -1,7 +1,8 @@
 //! `ovn-vpc controller` as wired (watchers, reflectors, one Controller per kind, the HTTP
 //! endpoints) against a fake API server that lists a small world and holds each watch open,
 //! and a real ovsdb-server: the world lands in OVN, our objects get the finalizer, the pod
-//! gets an IP object and its annotations.
+//! gets an IP object and its annotations, and an object already being deleted at start loses
+//! its finalizer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,12 +28,17 @@ fn world(path: &str) -> Option<Value> {
     let subnet = json!({"apiVersion": "ovnvpc.io/v1", "kind": "Subnet",
         "metadata": {"name": "a-net1", "uid": "u2", "resourceVersion": "1"},
         "spec": {"vpc": "vpc-a", "cidrs": ["10.0.1.0/24"], "namespaces": ["team-a"]}});
+    // Already being deleted when the controller starts: its deletion is finished.
+    let old = json!({"apiVersion": "ovnvpc.io/v1", "kind": "Subnet",
+        "metadata": {"name": "old-net", "uid": "u4", "resourceVersion": "1",
+                     "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["ovnvpc.io/finalizer"]},
+        "spec": {"vpc": "vpc-a", "cidrs": ["10.0.9.0/24"]}});
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web", "namespace": "team-a", "uid": "u3", "resourceVersion": "1"},
         "spec": {"containers": [{"name": "c", "image": "x"}]}});
     Some(match path {
         "/apis/ovnvpc.io/v1/vpcs" => list("Vpc", json!([vpc])),
-        "/apis/ovnvpc.io/v1/subnets" => list("Subnet", json!([subnet])),
+        "/apis/ovnvpc.io/v1/subnets" => list("Subnet", json!([subnet, old])),
         "/api/v1/pods" => list("Pod", json!([pod])),
         "/apis/ovnvpc.io/v1/ips"
         | "/apis/ovnvpc.io/v1/eips"
@@ -121,6 +127,7 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
         if has("PATCH", "/api/v1/namespaces/team-a/pods/web")
             && has("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a")
             && has("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1")
+            && has("PATCH", "/apis/ovnvpc.io/v1/subnets/old-net")
         {
             landed = true;
             break;
@@ -149,7 +156,19 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
         .find(|(_, p, _)| p == "/apis/ovnvpc.io/v1/vpcs/vpc-a")
         .unwrap();
     assert_eq!(fin.2[1]["value"], json!(["ovnvpc.io/finalizer"]));
-    assert!(nbctl(&nb, &["ls-list"]).contains("(a-net1)"));
+    let fin = w
+        .iter()
+        .find(|(_, p, _)| p == "/apis/ovnvpc.io/v1/subnets/old-net")
+        .unwrap();
+    assert_eq!(
+        fin.2[1],
+        json!({"op": "remove", "path": "/metadata/finalizers/0"})
+    );
+    let switches = nbctl(&nb, &["ls-list"]);
+    assert!(
+        switches.contains("(a-net1)") && !switches.contains("old-net"),
+        "{switches}"
+    );
     assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.2"));
     drop(sandbox);
 }
