@@ -104,11 +104,18 @@ async fn fixture() -> (Arc<Context>, Writers, ApiServer, String, Sandbox) {
         .await
         .unwrap();
     let nb = sandbox.nb_remote();
+    let (ctx, writers, api) = controller_on(&nb);
+    (ctx, writers, api, nb, sandbox)
+}
+
+/// A controller (context, cache writers, mock API server) on the Northbound at `nb`: a second
+/// one on the same `nb` is the same controller after a restart.
+fn controller_on(nb: &str) -> (Arc<Context>, Writers, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let (stores, mut writers) = Stores::new();
     writers.mark_ready();
-    let session = ovsdb::Session::start(&nb, Engine::session_options()).unwrap();
+    let session = ovsdb::Session::start(nb, Engine::session_options()).unwrap();
     let engine = Arc::new(Engine::new(
         session,
         None,
@@ -121,8 +128,6 @@ async fn fixture() -> (Arc<Context>, Writers, ApiServer, String, Sandbox) {
         Arc::new(Context::new(client, engine)),
         writers,
         ApiServer(handle),
-        nb,
-        sandbox,
     )
 }
 
@@ -612,4 +617,91 @@ async fn stop_controller_scales_to_zero_and_waits_for_the_replicas_to_go() {
     .await
     .unwrap();
     scenario.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_allocations_come_back_from_ip_objects_and_from_ovn() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    // An IP object recorded 10.0.1.7 for web: no new IP object, that address.
+    let web = pod("team-a", "web", "");
+    put(&mut writers.pods, web.clone());
+    let recorded: Ip = serde_json::from_value(json!({
+        "apiVersion": "ovnvpc.io/v1", "kind": "IP",
+        "metadata": {"name": "web.team-a", "uid": "u-ip",
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-web-team-a"}]},
+        "spec": {"subnet": "a-net1", "vpc": "vpc-a", "owner": "Pod/team-a/web", "ips": ["10.0.1.7"], "mac": "0a:00:00:00:00:07"}
+    }))
+    .unwrap();
+    put(&mut writers.ips, recorded);
+    let (r, _api) = run(
+        api,
+        reconcile_pod(Arc::new(web.clone()), ctx.clone()),
+        |mut api| async move {
+            let (body, send) = api
+                .expect("PATCH", "/api/v1/namespaces/team-a/pods/web")
+                .await;
+            assert_eq!(
+                body["metadata"]["annotations"]["ovnvpc.io/ip_address"],
+                "10.0.1.7"
+            );
+            assert_eq!(
+                body["metadata"]["annotations"]["ovnvpc.io/mac_address"],
+                "0a:00:00:00:00:07"
+            );
+            reply(
+                send,
+                200,
+                &serde_json::to_value(pod("team-a", "web", "")).unwrap(),
+            );
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.7"));
+
+    // Restart with the IP object gone (deleted by hand): OVN still holds web's address, so it
+    // keeps it, and its IP object is written again; a new pod sorted before it does not take it.
+    drop(ctx);
+    let (ctx, mut writers, api) = controller_on(&nb);
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    put(&mut writers.pods, web.clone());
+    let early = pod("team-a", "aaa", "");
+    put(&mut writers.pods, early);
+    let (r, _api) = run(
+        api,
+        reconcile_pod(Arc::new(web), ctx.clone()),
+        |mut api| async move {
+            let mut recorded = std::collections::BTreeMap::new();
+            for _ in 0..2 {
+                let (body, send) = api.expect("POST", "/apis/ovnvpc.io/v1/ips").await;
+                recorded.insert(
+                    body["metadata"]["name"].as_str().unwrap().to_string(),
+                    body["spec"]["ips"][0].as_str().unwrap().to_string(),
+                );
+                reply(send, 201, &body);
+            }
+            assert_eq!(recorded["web.team-a"], "10.0.1.7");
+            assert_ne!(recorded["aaa.team-a"], "10.0.1.7");
+            let (body, send) = api
+                .expect("PATCH", "/api/v1/namespaces/team-a/pods/web")
+                .await;
+            assert_eq!(
+                body["metadata"]["annotations"]["ovnvpc.io/ip_address"],
+                "10.0.1.7"
+            );
+            reply(
+                send,
+                200,
+                &serde_json::to_value(pod("team-a", "web", "")).unwrap(),
+            );
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+    assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.7"));
 }
