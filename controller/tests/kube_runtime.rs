@@ -52,6 +52,17 @@ impl ApiServer {
     }
 }
 
+impl ApiServer {
+    /// Expects the merge patch of a pod's annotations, answers it, returns the annotations.
+    async fn expect_pod_annotations(&mut self, ns: &str, name: &str) -> Value {
+        let (body, send) = self
+            .expect("PATCH", &format!("/api/v1/namespaces/{ns}/pods/{name}"))
+            .await;
+        reply(send, 200, &serde_json::to_value(pod(ns, name, "")).unwrap());
+        body["metadata"]["annotations"].clone()
+    }
+}
+
 fn reply(send: SendResponse<Response<Body>>, code: u16, body: &Value) {
     send.send_response(
         Response::builder()
@@ -639,22 +650,9 @@ async fn after_a_restart_allocations_come_back_from_ip_objects_and_from_ovn() {
         api,
         reconcile_pod(Arc::new(web.clone()), ctx.clone()),
         |mut api| async move {
-            let (body, send) = api
-                .expect("PATCH", "/api/v1/namespaces/team-a/pods/web")
-                .await;
-            assert_eq!(
-                body["metadata"]["annotations"]["ovnvpc.io/ip_address"],
-                "10.0.1.7"
-            );
-            assert_eq!(
-                body["metadata"]["annotations"]["ovnvpc.io/mac_address"],
-                "0a:00:00:00:00:07"
-            );
-            reply(
-                send,
-                200,
-                &serde_json::to_value(pod("team-a", "web", "")).unwrap(),
-            );
+            let a = api.expect_pod_annotations("team-a", "web").await;
+            assert_eq!(a["ovnvpc.io/ip_address"], "10.0.1.7");
+            assert_eq!(a["ovnvpc.io/mac_address"], "0a:00:00:00:00:07");
             api
         },
     )
@@ -686,18 +684,8 @@ async fn after_a_restart_allocations_come_back_from_ip_objects_and_from_ovn() {
             }
             assert_eq!(recorded["web.team-a"], "10.0.1.7");
             assert_ne!(recorded["aaa.team-a"], "10.0.1.7");
-            let (body, send) = api
-                .expect("PATCH", "/api/v1/namespaces/team-a/pods/web")
-                .await;
-            assert_eq!(
-                body["metadata"]["annotations"]["ovnvpc.io/ip_address"],
-                "10.0.1.7"
-            );
-            reply(
-                send,
-                200,
-                &serde_json::to_value(pod("team-a", "web", "")).unwrap(),
-            );
+            let a = api.expect_pod_annotations("team-a", "web").await;
+            assert_eq!(a["ovnvpc.io/ip_address"], "10.0.1.7");
             api
         },
     )
