@@ -438,8 +438,16 @@ async fn vpc_with_subnets_waits_to_be_deleted_then_its_router_goes_with_the_fina
     assert!(matches!(r, Err(Error::Waiting(_))), "{r:?}");
     assert!(nbctl(&nb, &["lr-list"]).contains("(vpc-a)"));
 
-    // The subnet is gone: cleanup removes the router, then the finalizer.
+    // The subnet is gone: the VPC is reconciled again (its blocked state is gone), and its
+    // cleanup removes the router, then the finalizer.
+    let mut again = ctx.engine.subscribe();
     remove(&mut writers.subnets, a_net1());
+    ctx.engine.sync().await.unwrap();
+    let mut keys = Vec::new();
+    while let Ok(k) = again.try_recv() {
+        keys.push(k);
+    }
+    assert!(keys.contains(&"Vpc/vpc-a".to_string()), "{keys:?}");
     let (r, _api) = run(
         api,
         reconcile_object(Arc::new(dying), ctx.clone()),

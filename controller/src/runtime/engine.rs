@@ -370,10 +370,20 @@ impl Engine {
         let outcome =
             Arc::new(tracing::Instrument::instrument(self.sync_locked(&mut st), span).await?);
         if let Some(last) = &st.last {
-            for (k, s) in &outcome.statuses {
-                if last.statuses.get(k) != Some(s) {
-                    let _ = self.changed.send(k.clone());
-                }
+            // Changed or new, and gone (a VPC no longer blocked by its last subnet): those
+            // objects are reconciled again for their status or their cleanup.
+            let changed = outcome
+                .statuses
+                .iter()
+                .filter(|(k, s)| last.statuses.get(*k) != Some(s))
+                .map(|(k, _)| k)
+                .chain(
+                    last.statuses
+                        .keys()
+                        .filter(|k| !outcome.statuses.contains_key(*k)),
+                );
+            for k in changed {
+                let _ = self.changed.send(k.clone());
             }
         }
         st.covered = covers;
