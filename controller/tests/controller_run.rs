@@ -2,7 +2,7 @@
 //! endpoints) against a fake API server that lists a small world and holds each watch open,
 //! and a real ovsdb-server: the world lands in OVN, our objects get the finalizer, the pod
 //! gets an IP object and its annotations, and an object already being deleted at start loses
-//! its finalizer.
+//! its finalizer, and the IP object of a pod that is gone is collected.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +33,12 @@ fn world(path: &str) -> Option<Value> {
         "metadata": {"name": "old-net", "uid": "u4", "resourceVersion": "1",
                      "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["ovnvpc.io/finalizer"]},
         "spec": {"vpc": "vpc-a", "cidrs": ["10.0.9.0/24"]}});
+    // The IP of a pod that went away while no controller ran: collected at start.
+    let orphan = json!({"apiVersion": "ovnvpc.io/v1", "kind": "IP",
+        "metadata": {"name": "gone.team-a", "uid": "u5", "resourceVersion": "1",
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "gone", "uid": "u6"}]},
+        "spec": {"subnet": "a-net1", "vpc": "vpc-a", "owner": "Pod/team-a/gone",
+                 "ips": ["10.0.1.9"], "mac": "0a:00:00:00:00:09"}});
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web", "namespace": "team-a", "uid": "u3", "resourceVersion": "1"},
         "spec": {"containers": [{"name": "c", "image": "x"}]}});
@@ -40,8 +46,8 @@ fn world(path: &str) -> Option<Value> {
         "/apis/ovnvpc.io/v1/vpcs" => list("Vpc", json!([vpc])),
         "/apis/ovnvpc.io/v1/subnets" => list("Subnet", json!([subnet, old])),
         "/api/v1/pods" => list("Pod", json!([pod])),
-        "/apis/ovnvpc.io/v1/ips"
-        | "/apis/ovnvpc.io/v1/eips"
+        "/apis/ovnvpc.io/v1/ips" => list("IP", json!([orphan])),
+        "/apis/ovnvpc.io/v1/eips"
         | "/apis/ovnvpc.io/v1/fips"
         | "/apis/ovnvpc.io/v1/snatrules"
         | "/apis/ovnvpc.io/v1/dnatrules"
@@ -108,6 +114,7 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
                     json!({"apiVersion": "v1", "kind": "Pod",
                            "metadata": {"name": "web", "namespace": "team-a"}, "spec": {"containers": []}})
                 }
+                ("DELETE", _) => json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
                 _ => body,
             };
             send.send_response(respond(if method == "POST" { 201 } else { 200 }, &stored));
@@ -128,6 +135,7 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
             && has("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a")
             && has("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1")
             && has("PATCH", "/apis/ovnvpc.io/v1/subnets/old-net")
+            && has("DELETE", "/apis/ovnvpc.io/v1/ips/gone.team-a")
         {
             landed = true;
             break;
