@@ -701,3 +701,28 @@ async fn after_a_restart_allocations_come_back_from_ip_objects_and_from_ovn() {
     r.unwrap();
     assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.7"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reconcile_gets_an_event_and_an_exponential_backoff() {
+    let (ctx, _writers, mut api, _nb, _sandbox) = fixture().await;
+    let s = Arc::new(a_net1());
+    let e = Error::Conflict("IP web.team-a already records another allocation".into());
+    let first = ovn_vpc::runtime::error_policy(s.clone(), &e, ctx.clone());
+    let (body, send) = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/default/events")
+        .await;
+    assert_eq!(body["reason"], "ReconcileFailed");
+    assert_eq!(body["regarding"]["name"], "a-net1");
+    assert!(body["note"]
+        .as_str()
+        .unwrap()
+        .contains("another allocation"));
+    reply(send, 201, &body);
+    let second =
+        ovn_vpc::runtime::error_policy(s.clone(), &Error::Waiting("x".into()), ctx.clone());
+    assert_eq!(first, Action::requeue(Duration::from_millis(500)));
+    assert_eq!(second, Action::requeue(Duration::from_secs(1)));
+    // A follower neither publishes nor backs off.
+    let follower = ovn_vpc::runtime::error_policy(s, &Error::NotLeader, ctx);
+    assert_eq!(follower, Action::await_change());
+}

@@ -45,6 +45,7 @@ pub use uninstall::{remove_finalizers, stop_controller};
 
 use std::sync::Arc;
 
+use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 
 /// What every reconcile shares.
@@ -86,6 +87,36 @@ impl Context {
         *n = n.saturating_add(1);
         let ms = 500u64.saturating_mul(1u64 << (*n - 1).min(10));
         std::time::Duration::from_millis(ms.min(300_000))
+    }
+
+    /// What every error policy does: log, publish a Warning Event for a failure (waits have
+    /// theirs already), and requeue with the object's backoff. A follower just waits.
+    pub(crate) fn failed<K>(self: &Arc<Self>, obj: &K, key: &str, e: &Error) -> Action
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        if matches!(e, Error::NotLeader) {
+            return Action::await_change();
+        }
+        tracing::warn!(object = %key, error = %e, "reconcile failed");
+        if !matches!(e, Error::Waiting(_)) {
+            let ctx = self.clone();
+            let reference = obj.object_ref(&());
+            let note = e.to_string();
+            tokio::spawn(async move {
+                let event = kube::runtime::events::Event {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason: "ReconcileFailed".into(),
+                    note: Some(note),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                if ctx.leader.is_leader() {
+                    let _ = ctx.recorder.publish(&event, &reference).await;
+                }
+            });
+        }
+        Action::requeue(self.backoff(key))
     }
 
     pub(crate) fn succeeded(&self, object: &str) {

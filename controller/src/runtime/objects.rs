@@ -127,14 +127,9 @@ pub async fn reconcile_object<K: OurKind>(obj: Arc<K>, ctx: Arc<Context>) -> Res
     result
 }
 
-/// The `Controller` error policy: log, count, requeue with exponential backoff per object.
+/// The `Controller` error policy: log, Event, requeue with exponential backoff per object.
 pub fn error_policy<K: OurKind>(obj: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", K::KIND, obj.name_any());
-    if matches!(e, Error::NotLeader) {
-        return Action::await_change();
-    }
-    tracing::warn!(object = %key, error = %e, "reconcile failed");
-    Action::requeue(ctx.backoff(&key))
+    ctx.failed(&*obj, &format!("{}/{}", K::KIND, obj.name_any()), e)
 }
 
 async fn apply<K: OurKind>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {

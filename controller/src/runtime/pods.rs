@@ -109,20 +109,12 @@ async fn allocate(pod: &Pod, ctx: &Context) -> Result<Action, Error> {
 
 /// Error policy of the Pod controller.
 pub fn pod_error_policy(pod: Arc<Pod>, e: &Error, ctx: Arc<Context>) -> Action {
-    backoff(&pod_key(&pod), e, &ctx)
+    ctx.failed(&*pod, &pod_key(&pod), e)
 }
 
 /// Error policy of the IP controller.
 pub fn ip_error_policy(ip: Arc<Ip>, e: &Error, ctx: Arc<Context>) -> Action {
-    backoff(&format!("IP/{}", ip.name_any()), e, &ctx)
-}
-
-fn backoff(key: &str, e: &Error, ctx: &Context) -> Action {
-    if matches!(e, Error::NotLeader) {
-        return Action::await_change();
-    }
-    tracing::warn!(object = %key, error = %e, "reconcile failed");
-    Action::requeue(ctx.backoff(key))
+    ctx.failed(&*ip, &format!("IP/{}", ip.name_any()), e)
 }
 
 /// Whether the pod an IP object records is still there (same uid) and still takes an address.
