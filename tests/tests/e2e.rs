@@ -443,6 +443,17 @@ fn blocked(ns: &str, addr_port: &str) {
     assert!(!ping(ns, addr), "{ns} got a ping reply from {addr}");
 }
 
+/// Asserts that a plugin call succeeded; returns its output.
+fn succeeded(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "ovn-vpc-cni failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn at(addr: &str) -> String {
     format!("{addr}:{PORT}")
 }
@@ -545,12 +556,11 @@ fn pods_of_one_subnet_and_of_two_subnets_of_a_vpc_talk_and_the_gateway_answers()
     assert!(link.contains("mtu 1400") && link.contains(mac), "{link}");
     let offload = run("ip", &["netns", "exec", &w.ns(p1), "ethtool", "-k", "eth0"]);
     assert!(offload.contains("tx-checksumming: off"), "{offload}");
-    let check = w.pods[p1].cni("CHECK");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    succeeded(w.pods[p1].cni("CHECK"));
+    // A repeated ADD (a runtime retry) replaces the plumbing instead of failing.
+    succeeded(w.pods[p1].cni("ADD"));
+    let ports = vsctl(&w.ovs(), &["list-ports", "br-int"]);
+    assert_eq!(ports.matches(&host).count(), 1, "{ports}");
 
     w.serve(p2, "p2");
     w.serve(p3, "p3");
@@ -597,7 +607,7 @@ fn a_drop_policy_route_drops_what_it_matches_and_nothing_else() {
 
 #[test]
 fn deleting_a_pod_stops_its_traffic_and_leaves_no_veth_port_or_logical_port() {
-    let (mut w, p1, p2, _p3) = one_vpc_world();
+    let (mut w, p1, p2, p3) = one_vpc_world();
     w.serve(p2, "p2");
     let n1 = w.ns(p1);
     assert_eq!(w.reach(&n1, &at("10.0.1.3")), "p2 10.0.1.2");
@@ -605,12 +615,7 @@ fn deleting_a_pod_stops_its_traffic_and_leaves_no_veth_port_or_logical_port() {
     assert!(vsctl(&w.ovs(), &["list-ports", "br-int"]).contains(&host));
 
     // CNI DEL, then the object leaves the manifests and apply --prune removes its port.
-    let del = w.pods[p2].cni("DEL");
-    assert!(
-        del.status.success(),
-        "{}",
-        String::from_utf8_lossy(&del.stdout)
-    );
+    let del = succeeded(w.pods[p2].cni("DEL"));
     assert!(del.stdout.is_empty(), "DEL prints nothing on success");
     w.apply(&one_vpc("", false), true);
 
@@ -636,13 +641,18 @@ fn deleting_a_pod_stops_its_traffic_and_leaves_no_veth_port_or_logical_port() {
     w.pings(&n1, "10.0.1.1");
     w.pings(&n1, "10.0.2.2");
 
-    // DEL again, and with the namespace gone, still succeeds.
-    let again = w.pods[p2].cni("DEL");
+    // DEL of a pod whose OVS port was already removed by hand still removes its veth.
+    let host3 = w.pods[p3].host_if();
+    vsctl(&w.ovs(), &["del-port", "br-int", &host3]);
+    succeeded(w.pods[p3].cni("DEL"));
+    let links = run("ip", &["-n", w.chassis_ns(), "-o", "link", "show"]);
     assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stdout)
+        !links.contains(&host3),
+        "veth {host3} left behind:\n{links}"
     );
+
+    // DEL again, and with the namespace gone, still succeeds.
+    succeeded(w.pods[p2].cni("DEL"));
     let pod = w.pods.remove(p2);
     let (plugin, id, ns, name) = (
         pod.plugin.clone(),
@@ -652,12 +662,7 @@ fn deleting_a_pod_stops_its_traffic_and_leaves_no_veth_port_or_logical_port() {
     );
     drop(pod);
     assert!(!std::path::Path::new(&ns).exists());
-    let gone = plugin.call("DEL", &id, &ns, (&name.0, &name.1));
-    assert!(
-        gone.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gone.stdout)
-    );
+    succeeded(plugin.call("DEL", &id, &ns, (&name.0, &name.1)));
     // ADD into a namespace that does not exist is CNI error 3.
     let add = plugin.call("ADD", &id, &ns, (&name.0, &name.1));
     assert!(!add.status.success());
