@@ -137,6 +137,25 @@ pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", package, "--bins"]);
+        // Cargo gives the running test its package's variables (CARGO_MANIFEST_DIR, …). Passed
+        // on, they change the fingerprint of build scripts that track them (ring's does), so
+        // the nested build and the next `cargo test` would rebuild ring and everything above it
+        // in turn, every run.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
+            {
+                cmd.env_remove(&*k);
+            }
+        }
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

@@ -406,9 +406,11 @@ impl World {
 
     /// A connection from `ns` to `addr` works within [`CONVERGE`]; returns the server's line.
     fn reach(&self, ns: &str, addr: &str) -> String {
-        let deadline = Instant::now() + CONVERGE;
+        let started = Instant::now();
+        let deadline = started + CONVERGE;
         loop {
             if let Some(line) = tcp(ns, addr) {
+                eprintln!("TIMING reach {addr}: {:?}", started.elapsed());
                 return line;
             }
             if Instant::now() > deadline {
@@ -754,10 +756,16 @@ apiVersion: v1
 kind: Pod
 metadata: {name: db, namespace: team-b, annotations: {ovnvpc.io/ip_address: 10.0.1.3}}
 spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: only, namespace: team-b, annotations: {ovnvpc.io/ip_address: 10.0.1.4}}
+spec: {containers: [{name: c, image: x}]}
 "#;
 
-/// Two VPCs on 10.0.1.0/24 behind one external network; pods a-web, a-x, b-web, b-db.
-fn two_vpcs_world() -> (World, [usize; 4]) {
+/// Two VPCs on 10.0.1.0/24 behind one external network; pods a-web, a-x, b-web, b-db, and
+/// b-only (10.0.1.4, an address only vpc-b uses).
+fn two_vpcs_world() -> (World, [usize; 5]) {
     let mut w = World::start();
     w.external_network();
     w.apply(TWO_VPCS, false);
@@ -766,20 +774,25 @@ fn two_vpcs_world() -> (World, [usize; 4]) {
         w.pod("team-a", "x"),
         w.pod("team-b", "web"),
         w.pod("team-b", "db"),
+        w.pod("team-b", "only"),
     ];
     (w, pods)
 }
 
 #[test]
 fn two_vpcs_on_the_same_cidr_are_isolated_and_each_snats_to_its_own_address() {
-    let (mut w, [a_web, a_x, b_web, b_db]) = two_vpcs_world();
+    let (mut w, [a_web, a_x, b_web, b_db, b_only]) = two_vpcs_world();
     w.serve(a_x, "a-x");
     w.serve(b_db, "b-db");
+    w.serve(b_only, "b-only");
     w.serve_external();
     let (nax, nbd) = (w.ns(a_x), w.ns(b_db));
     // Same address 10.0.1.3 in both VPCs: each pod reaches its own VPC's, never the other's.
     assert_eq!(w.reach(&w.ns(a_web), &at("10.0.1.3")), "a-x 10.0.1.2");
     assert_eq!(w.reach(&w.ns(b_web), &at("10.0.1.3")), "b-db 10.0.1.2");
+    // An address only vpc-b uses: its own pods reach it, vpc-a's do not.
+    assert_eq!(w.reach(&w.ns(b_web), &at("10.0.1.4")), "b-only 10.0.1.2");
+    blocked(&w.ns(a_web), &at("10.0.1.4"));
     // The external network sees each VPC behind its own SNAT address.
     w.pings(&nax, "172.16.0.1");
     w.pings(&nbd, "172.16.0.1");
@@ -792,7 +805,7 @@ fn two_vpcs_on_the_same_cidr_are_isolated_and_each_snats_to_its_own_address() {
 
 #[test]
 fn a_fip_exposes_a_pod_at_its_eip_and_a_dnat_rule_forwards_one_port() {
-    let (mut w, [a_web, _a_x, _b_web, b_db]) = two_vpcs_world();
+    let (mut w, [a_web, _a_x, _b_web, b_db, _b_only]) = two_vpcs_world();
     w.serve(a_web, "a-web");
     w.serve(b_db, "b-db");
     w.serve_external();
