@@ -164,9 +164,13 @@ impl Drop for Pod {
 }
 
 fn serve(ns: &str, label: &str) -> Server {
+    serve_on(ns, &format!("0.0.0.0:{PORT}"), label)
+}
+
+/// A `tcp-peer serve` on a given listening address (`[::]:7001` for IPv6).
+fn serve_on(ns: &str, listen: &str, label: &str) -> Server {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, tcp_peer(), "serve"])
-        .arg(format!("0.0.0.0:{PORT}"))
+        .args(["netns", "exec", ns, tcp_peer(), "serve", listen])
         .arg(label)
         .stdout(Stdio::piped())
         .spawn()
@@ -822,4 +826,53 @@ fn a_fip_exposes_a_pod_at_its_eip_and_a_dnat_rule_forwards_one_port() {
             assert_eq!(tcp(&ext, other), None, "{other} was forwarded");
         }
     }
+}
+
+const DUAL_STACK: &str = r#"
+apiVersion: ovnvpc.io/v1
+kind: Vpc
+metadata: {name: vpc-d}
+spec: {}
+---
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: d-net}
+spec: {vpc: vpc-d, cidrs: [10.0.3.0/24, "fd00:3::/64"], namespaces: [team-d]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: d1, namespace: team-d, annotations: {ovnvpc.io/ip_address: "10.0.3.2,fd00:3::2"}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: d2, namespace: team-d, annotations: {ovnvpc.io/ip_address: "10.0.3.3,fd00:3::3"}}
+spec: {containers: [{name: c, image: x}]}
+"#;
+
+#[test]
+fn a_dual_stack_pod_gets_both_families_and_talks_tcp_over_ipv6() {
+    let mut w = World::start();
+    w.apply(DUAL_STACK, false);
+    let d1 = w.pod("team-d", "d1");
+    let d2 = w.pod("team-d", "d2");
+    let r = &w.pods[d1].result;
+    assert_eq!(r["ips"][0]["address"], "10.0.3.2/24", "{r}");
+    assert_eq!(r["ips"][1]["address"], "fd00:3::2/64", "{r}");
+    assert_eq!(r["ips"][1]["gateway"], "fd00:3::1", "{r}");
+    assert!(r["routes"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!({"dst": "::/0", "gw": "fd00:3::1"})));
+    let addrs = run(
+        "ip",
+        &["-n", &w.ns(d1), "-6", "addr", "show", "dev", "eth0"],
+    );
+    assert!(addrs.contains("fd00:3::2/64"), "{addrs}");
+    let s = serve_on(&w.ns(d2), "[::]:7001", "d2");
+    w.servers.push(s);
+    let n1 = w.ns(d1);
+    w.pings(&n1, "fd00:3::3");
+    w.pings(&n1, "fd00:3::1");
+    assert_eq!(w.reach(&n1, "[fd00:3::3]:7001"), "d2 fd00:3::2");
 }
