@@ -563,8 +563,15 @@ fn pods_of_one_subnet_and_of_two_subnets_of_a_vpc_talk_and_the_gateway_answers()
     let offload = run("ip", &["netns", "exec", &w.ns(p1), "ethtool", "-k", "eth0"]);
     assert!(offload.contains("tx-checksumming: off"), "{offload}");
     succeeded(w.pods[p1].cni("CHECK"));
+    // CHECK notices what is missing: here the default route.
+    run("ip", &["-n", &w.ns(p1), "route", "del", "default"]);
+    let broken = w.pods[p1].cni("CHECK");
+    assert!(!broken.status.success());
+    let err: Value = serde_json::from_slice(&broken.stdout).unwrap();
+    assert_eq!(err["code"], 100, "{err}");
     // A repeated ADD (a runtime retry) replaces the plumbing instead of failing.
     succeeded(w.pods[p1].cni("ADD"));
+    succeeded(w.pods[p1].cni("CHECK"));
     let ports = vsctl(&w.ovs(), &["list-ports", "br-int"]);
     assert_eq!(ports.matches(&host).count(), 1, "{ports}");
 

@@ -134,6 +134,24 @@ pub fn addresses(ns: Ns, dev: &str) -> Result<Vec<IpNetwork>, CniError> {
     Ok(found)
 }
 
+/// The gateways of the default routes of one family in `ns` (`ip -j -4 route show default`).
+pub fn default_gateways(ns: Ns, ipv4: bool) -> Result<Vec<std::net::IpAddr>, CniError> {
+    let family = if ipv4 { "-4" } else { "-6" };
+    let out = run(ns, "ip", &["-j", family, "route", "show", "default"])?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| {
+        CniError::new(
+            ErrorCode::Io,
+            "cannot read `ip -j route` output",
+            e.to_string(),
+        )
+    })?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["gateway"].as_str().and_then(|g| g.parse().ok()))
+        .collect())
+}
+
 /// Deletes the host end (the kernel deletes its peer with it); `false` when it was not there.
 /// Equivalent to `ip link del DEV`.
 pub fn delete_host_end(host: &str) -> Result<bool, CniError> {

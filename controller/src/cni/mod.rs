@@ -205,10 +205,14 @@ async fn add(
 /// and so the pair with it), so the namespace itself is never entered.
 async fn del(params: &Params, conf: &NetConf) -> Result<(), CniError> {
     let host = host_ifname(&params.container_id, &params.ifname);
-    let ovs = Ovs::connect(&conf.ovs).await?;
-    ovs.del_port(&host).await?;
-    link::delete_host_end(&host)?;
-    Ok(())
+    // Both halves are attempted even when one fails (an unreachable database must not keep the
+    // veth alive); the first error is reported, and the runtime retries DEL.
+    let port = match Ovs::connect(&conf.ovs).await {
+        Ok(ovs) => ovs.del_port(&host).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let veth = link::delete_host_end(&host).map(|_| ());
+    port.and(veth)
 }
 
 async fn check(
@@ -243,6 +247,17 @@ async fn check(
     for a in &alloc.addresses {
         if !have.contains(a) {
             return Err(fail(format!("{} lacks address {a}", params.ifname)));
+        }
+    }
+    for a in &alloc.addresses {
+        let Some(gw) = alloc.gateway_for(a) else {
+            continue;
+        };
+        if !link::default_gateways(pod, a.is_ipv4())?.contains(&gw) {
+            return Err(fail(format!(
+                "no default route via {gw} in {}",
+                params.netns
+            )));
         }
     }
     let ovs = Ovs::connect(&conf.ovs).await?;
