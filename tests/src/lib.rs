@@ -136,7 +136,8 @@ pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
     if !built.iter().any(|b| b == package) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", package, "--bins"]);
+        cmd.args(["build", "--quiet", "-p", package, "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
         // Cargo gives the running test its package's variables (CARGO_MANIFEST_DIR, …). Passed
         // on, they change the fingerprint of build scripts that track them (ring's does), so
         // the nested build and the next `cargo test` would rebuild ring and everything above it
