@@ -435,6 +435,8 @@ impl World {
                 Instant::now() < deadline,
                 "no ping reply from {addr} to {ns} within {CONVERGE:?}"
             );
+            // A ping that fails at once (no route yet) must not spin.
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
