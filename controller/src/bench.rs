@@ -46,6 +46,9 @@ pub enum BenchCommand {
     Nb(NbArgs),
     /// Replicate the whole Northbound database; print `{"rows","seconds","rss_kb",…}`.
     Sync(SyncArgs),
+    /// Generate V VPCs × S subnets × P pods as manifests and time `ovn-vpc apply` of them on
+    /// a fresh sandbox Northbound: a cold start, then re-applies; print one JSON line.
+    Apply(crate::bench_apply::ApplyArgs),
 }
 
 /// `bench nb`.
@@ -105,6 +108,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let threads = match &cmd {
         BenchCommand::Nb(a) => a.threads,
         BenchCommand::Sync(a) => a.threads,
+        BenchCommand::Apply(a) => return crate::bench_apply::run(a),
     };
     // One thread by default: the server is the bottleneck and there are few cores, so the
     // client does best without cross-thread wake-ups.
@@ -122,6 +126,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         match cmd {
             BenchCommand::Nb(a) => nb(a).await,
             BenchCommand::Sync(a) => sync(a).await,
+            BenchCommand::Apply(_) => unreachable!("run synchronously above"),
         }
     })?;
     println!("{line}");

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cni;
+pub mod doctor;
 pub mod dump;
 pub mod ipam;
 pub mod manifest;

@@ -148,7 +148,7 @@ pub fn parse_into(path: &Path, text: &str, out: &mut Manifests) -> Result<(), Ma
             (true, "Fip", _) => out.objects.push(Object::Fip(typed!(Fip))),
             (true, "SnatRule", _) => out.objects.push(Object::SnatRule(typed!(SnatRule))),
             (true, "DnatRule", _) => out.objects.push(Object::DnatRule(typed!(DnatRule))),
-            (true, "Ip", _) => out.ips.push(typed!(Ip)),
+            (true, "IP", _) => out.ips.push(typed!(Ip)),
             (true, other, _) => {
                 return Err(invalid(
                     label,

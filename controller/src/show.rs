@@ -62,6 +62,8 @@ pub fn render(dump: &Dump) -> String {
     let routes = table("Logical_Router_Static_Route");
     let policies = table("Logical_Router_Policy");
     let gcs = table("Gateway_Chassis");
+    let ha_groups = table("HA_Chassis_Group");
+    let ha_chassis = table("HA_Chassis");
     let lbs = table("Load_Balancer");
 
     // Which router each switch hangs off: switch port of type router → options:router-port →
@@ -103,6 +105,7 @@ pub fn render(dump: &Dump) -> String {
                 let _ = writeln!(out, "router {} (not managed by ovn-vpc)", s(r, "name"));
             }
         }
+        let mut lines: Vec<String> = Vec::new();
         for p in refs(r.get("ports")) {
             let Some(lrp) = lrps.get(&p) else { continue };
             let mut line = format!(
@@ -125,19 +128,44 @@ pub fn render(dump: &Dump) -> String {
             if !chassis.is_empty() {
                 line.push_str(&format!(" gateway-chassis [{}]", chassis.join(", ")));
             }
-            let _ = writeln!(out, "{line}");
+            // An HA chassis group: its chassis by priority.
+            if let Some(g) = refs(lrp.get("ha_chassis_group"))
+                .first()
+                .and_then(|g| ha_groups.get(g))
+            {
+                let members: Vec<String> = refs(g.get("ha_chassis"))
+                    .into_iter()
+                    .filter_map(|c| ha_chassis.get(&c))
+                    .map(|c| {
+                        format!(
+                            "{}:{}",
+                            s(c, "chassis_name"),
+                            c.get("priority").map(|d| d.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                line.push_str(&format!(
+                    " ha-chassis-group {} [{}]",
+                    s(g, "name"),
+                    members.join(", ")
+                ));
+            }
+            lines.push(line);
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for n in refs(r.get("nat")) {
             let Some(nat) = nats.get(&n) else { continue };
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    nat {} {} <-> {}{}",
                 s(nat, "type"),
                 s(nat, "external_ip"),
                 s(nat, "logical_ip"),
                 owner(nat).map(|o| format!(" ({o})")).unwrap_or_default()
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for rt in refs(r.get("static_routes")) {
             let Some(route) = routes.get(&rt) else {
                 continue;
@@ -145,23 +173,25 @@ pub fn render(dump: &Dump) -> String {
             let policy = strings(route.get("policy"))
                 .pop()
                 .unwrap_or_else(|| "dst-ip".into());
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    route {} via {} ({policy})",
                 s(route, "ip_prefix"),
                 s(route, "nexthop")
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for pu in refs(r.get("policies")) {
             let Some(p) = policies.get(&pu) else { continue };
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    policy {} {} {}",
                 p.get("priority").map(|d| d.to_string()).unwrap_or_default(),
                 s(p, "match"),
                 s(p, "action")
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
+        let mut lines: Vec<String> = Vec::new();
         for l in refs(r.get("load_balancer")) {
             let Some(lb) = lbs.get(&l) else { continue };
             let vips: Vec<String> = lb
@@ -179,13 +209,13 @@ pub fn render(dump: &Dump) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
+            lines.push(format!(
                 "    load-balancer {} {}",
                 s(lb, "name"),
                 vips.join(", ")
-            );
+            ));
         }
+        sorted_lines(&mut out, lines);
         let mut attached: Vec<&&Row> = switches
             .iter()
             .filter(|(su, _)| {
@@ -231,5 +261,14 @@ fn render_switch(out: &mut String, sw: &Row, lsps: &BTreeMap<String, &Row>, inde
             s(p, "name"),
             strings(p.get("addresses")).join(", ")
         );
+    }
+}
+
+/// Writes lines in sorted order: sets in OVSDB have no order (they come back by UUID), and
+/// the same database should always show the same way.
+fn sorted_lines(out: &mut String, mut lines: Vec<String>) {
+    lines.sort();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use ovn_nb::diff::{diff, Scope};
 use ovsdb::{MonitorRequest, MonitorRequests, Operation, Session, SessionOptions};
 
-use crate::api::validate;
+use crate::api::{validate, validate_pods};
 use crate::manifest;
-use crate::translate::{existing_allocations, translate, Status, MANAGED_TABLES};
+use crate::translate::{existing_allocations, managed_columns, translate, Status, MANAGED_TABLES};
 
 /// What a reconcile would do (or did).
 #[derive(Debug)]
@@ -31,52 +31,138 @@ pub async fn plan(
     files: &[PathBuf],
     prune: bool,
 ) -> anyhow::Result<Reconcile> {
-    let m = manifest::load(files)?;
-    let errors = validate(&m.objects);
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));
-    }
-    let mut requests = MonitorRequests::new();
-    for t in MANAGED_TABLES {
-        requests.add(*t, MonitorRequest::new());
-    }
-    let chassis = gateway_chassis(&m.nodes, sb).await?;
-    let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
-    session.client(Duration::from_secs(30)).await?;
-    let replica = session.replica();
-    let replica = replica
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
-    let existing = existing_allocations(replica);
-    let t = translate(&m.objects, &m.pods, &existing, &chassis);
-    let scope = if prune {
-        Scope::All
-    } else {
-        Scope::Owners(t.owners.clone())
-    };
-    let operations = diff(MANAGED_TABLES, &t.desired, replica, &scope)?;
-    Ok(Reconcile {
-        operations,
-        statuses: t.statuses,
-        skipped: m.skipped,
-    })
+    Ok(reconcile(db, sb, files, prune).await?.0)
 }
 
-/// [`plan`], then commits the operations in one transaction; returns what was done.
+/// [`plan`], then commits the operations in one transaction; returns what was done. Nothing
+/// is written when nothing changed.
 pub async fn apply(
     db: &str,
     sb: Option<&str>,
     files: &[PathBuf],
     prune: bool,
 ) -> anyhow::Result<Reconcile> {
-    let r = plan(db, sb, files, prune).await?;
+    let (r, session) = reconcile(db, sb, files, prune).await?;
     if !r.operations.is_empty() {
-        let (client, conn) = ovsdb::connect(db).await?;
-        tokio::spawn(conn);
+        let client = session.client(Duration::from_secs(30)).await?;
         client.transact("OVN_Northbound", &r.operations).await?;
     }
     Ok(r)
+}
+
+async fn reconcile(
+    db: &str,
+    sb: Option<&str>,
+    files: &[PathBuf],
+    prune: bool,
+) -> anyhow::Result<(Reconcile, Session)> {
+    let started = std::time::Instant::now();
+    // The server builds the replica's initial reply while the manifests are parsed.
+    let session = start_session(db, MANAGED_TABLES, managed_columns)?;
+    let paths = files.to_vec();
+    let m = tokio::task::spawn_blocking(move || manifest::load(&paths)).await??;
+    tracing::debug!(elapsed = ?started.elapsed(), objects = m.objects.len(), pods = m.pods.len(), "manifests loaded");
+    let mut errors = validate(&m.objects);
+    errors.extend(validate_pods(&m.objects, &m.pods));
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));
+    }
+    let chassis = gateway_chassis(&m.nodes, sb).await?;
+    session.client(Duration::from_secs(30)).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "replica synced");
+    let r = {
+        let replica = session.replica();
+        let replica = replica
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+        let mut existing = existing_allocations(replica);
+        // IP objects in the manifests (say, exported from a cluster) seed the allocations
+        // of pods the NB does not know yet; what the NB holds wins.
+        for ip in &m.ips {
+            let s = &ip.spec;
+            existing
+                .entry(s.owner.clone())
+                .or_insert_with(|| crate::translate::Allocation {
+                    subnet: s.subnet.clone(),
+                    mac: s.mac.clone(),
+                    ips: s.ips.iter().filter_map(|a| a.parse().ok()).collect(),
+                });
+        }
+        let t = translate(&m.objects, &m.pods, &existing, &chassis);
+        tracing::debug!(elapsed = ?started.elapsed(), rows = t.desired.len(), "translated");
+        let scope = if prune {
+            Scope::All
+        } else {
+            Scope::Owners(t.owners.clone())
+        };
+        let operations = diff(MANAGED_TABLES, &t.desired, replica, &scope)?;
+        tracing::debug!(elapsed = ?started.elapsed(), operations = operations.len(), "diffed");
+        Reconcile {
+            operations,
+            statuses: t.statuses,
+            skipped: m.skipped,
+        }
+    };
+    Ok((r, session))
+}
+
+/// A session on the Northbound at `db` whose replica will hold `tables` (only the columns
+/// `columns` names for a table, all when it says `None`); wait with `client()` for the sync.
+fn start_session(
+    db: &str,
+    tables: &[&str],
+    columns: fn(&str) -> Option<&'static [&'static str]>,
+) -> anyhow::Result<Session> {
+    let mut requests = MonitorRequests::new();
+    for t in tables {
+        let request = match columns(t) {
+            Some(c) => MonitorRequest::new().columns(c.iter().copied()),
+            None => MonitorRequest::new(),
+        };
+        requests.add(*t, request);
+    }
+    Ok(Session::start(
+        db,
+        SessionOptions::new("OVN_Northbound").monitor(requests),
+    )?)
+}
+
+/// Every table of the server's Northbound schema whose rows can carry our owner tag (an
+/// `external_ids` column): the server's own schema, so a newer OVN's tables are covered too.
+async fn owned_tables(db: &str) -> anyhow::Result<Vec<String>> {
+    let (client, conn) = ovsdb::connect(db).await?;
+    tokio::spawn(conn);
+    let schema = client.get_schema("OVN_Northbound").await?;
+    Ok(schema
+        .tables
+        .values()
+        .filter(|t| t.columns.contains_key("external_ids"))
+        .map(|t| t.name.clone())
+        .collect())
+}
+
+/// `ovn-vpc uninstall`: the operations deleting every Northbound row of ours (rows tagged
+/// `external_ids:ovn-vpc/owner`), in every table that can hold one; foreign rows are never
+/// touched (each delete is guarded by the owner tag). Committed in one transaction unless
+/// `dry_run`. Running it again finds nothing.
+pub async fn uninstall(db: &str, dry_run: bool) -> anyhow::Result<Vec<Operation>> {
+    let owned = owned_tables(db).await?;
+    let tables: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let session = start_session(db, &tables, |_| Some(&["external_ids"]))?;
+    session.client(Duration::from_secs(30)).await?;
+    let operations = {
+        let replica = session.replica();
+        let replica = replica
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+        diff(&tables, &[], replica, &Scope::All)?
+    };
+    if !dry_run && !operations.is_empty() {
+        let client = session.client(Duration::from_secs(30)).await?;
+        client.transact("OVN_Northbound", &operations).await?;
+    }
+    Ok(operations)
 }
 
 /// Label marking a gateway node.

@@ -46,6 +46,51 @@ pub const MANAGED_TABLES: &[&str] = &[
     "HA_Chassis",
 ];
 
+/// The columns of a managed table that translation may write, plus those it reads back
+/// (`external_ids`): what standalone mode monitors, so a sync carries no column nobody reads.
+pub fn managed_columns(table: &str) -> Option<&'static [&'static str]> {
+    // Kept to what is written: every column here is in every row of the initial sync, and
+    // the server's CPU for that reply is what a re-apply of a large world waits on.
+    Some(match table {
+        "Logical_Router" => &[
+            "name",
+            "ports",
+            "static_routes",
+            "policies",
+            "nat",
+            "load_balancer",
+            "external_ids",
+        ],
+        "Logical_Router_Static_Route" => &["ip_prefix", "nexthop", "policy", "external_ids"],
+        "Logical_Router_Policy" => &["priority", "match", "action", "nexthops", "external_ids"],
+        "Logical_Router_Port" => &[
+            "name",
+            "mac",
+            "networks",
+            "ha_chassis_group",
+            "ipv6_ra_configs",
+            "external_ids",
+        ],
+        "Logical_Switch" => &["name", "ports", "external_ids"],
+        "Logical_Switch_Port" => &[
+            "name",
+            "type",
+            "addresses",
+            "port_security",
+            "options",
+            "dhcpv4_options",
+            "dhcpv6_options",
+            "external_ids",
+        ],
+        "DHCP_Options" => &["cidr", "options", "external_ids"],
+        "NAT" => &["type", "external_ip", "logical_ip", "external_ids"],
+        "Load_Balancer" => &["name", "vips", "protocol", "external_ids"],
+        "HA_Chassis_Group" => &["name", "ha_chassis", "external_ids"],
+        "HA_Chassis" => &["chassis_name", "priority", "external_ids"],
+        _ => return None,
+    })
+}
+
 /// `external_ids` key prefix on an external subnet's switch recording who holds which of its
 /// addresses (`ovn-vpc/ip:Vpc/vpc-a` = `172.16.0.2`): the NB stores the allocations.
 pub const IP_KEY_PREFIX: &str = "ovn-vpc/ip:";
@@ -138,6 +183,68 @@ fn gateways(sub: &Subnet, nets: &[IpNetwork]) -> Vec<IpAddr> {
         .collect()
 }
 
+/// Which subnet a pod belongs to: the one its `ovnvpc.io/subnet` annotation names, else the
+/// one claiming its namespace (the first by name when several do), else the default subnet.
+/// A pod whose named subnet does not exist gets no subnet at all (it waits): it is never
+/// placed in the default subnet instead.
+#[derive(Debug)]
+pub struct Claims<'a> {
+    known: BTreeSet<&'a str>,
+    by_namespace: BTreeMap<&'a str, &'a str>,
+    default: Option<&'a str>,
+}
+
+impl<'a> Claims<'a> {
+    /// The claims of these subnets (external ones claim nothing).
+    pub fn new(subnets: impl IntoIterator<Item = &'a Subnet>) -> Claims<'a> {
+        let mut list: Vec<&Subnet> = subnets
+            .into_iter()
+            .filter(|s| s.spec.external.is_none())
+            .collect();
+        list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut c = Claims {
+            known: BTreeSet::new(),
+            by_namespace: BTreeMap::new(),
+            default: None,
+        };
+        for sub in list {
+            let Some(name) = sub.metadata.name.as_deref() else {
+                continue;
+            };
+            c.known.insert(name);
+            for ns in &sub.spec.namespaces {
+                c.by_namespace.entry(ns.as_str()).or_insert(name);
+            }
+            if sub.spec.default && c.default.is_none() {
+                c.default = Some(name);
+            }
+        }
+        c
+    }
+
+    /// The pod's subnet, or why it has none yet.
+    pub fn choose(&self, p: &Pod) -> Result<&'a str, String> {
+        if let Some(n) = p.annotations().get(SUBNET_ANNOTATION) {
+            return self.known.get(n.as_str()).copied().ok_or_else(|| {
+                format!(
+                    "annotation {SUBNET_ANNOTATION} names Subnet {n:?}, which does not exist (yet)"
+                )
+            });
+        }
+        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+        if let Some(n) = self.by_namespace.get(ns) {
+            return Ok(n);
+        }
+        self.default.ok_or_else(|| {
+            "no Subnet claims its namespace and there is no default Subnet".to_string()
+        })
+    }
+}
+
+fn overlaps(a: &IpNetwork, b: &IpNetwork) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
 fn pod_key(p: &Pod) -> String {
     format!("Pod/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
 }
@@ -190,38 +297,14 @@ pub fn translate(
 
     // Pods: binding first (so subnets know their ports), then addresses.
     let mut bound: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
-    let mut sorted: Vec<&Pod> = pods.iter().collect();
-    sorted.sort_by_key(|p| pod_key(p));
-    for p in sorted {
-        let key = pod_key(p);
-        let ns = p.namespace().unwrap_or_default();
-        let named = p.annotations().get(SUBNET_ANNOTATION).cloned();
-        let by_namespace = subnets
-            .iter()
-            .find(|(_, sp)| {
-                sp.subnet.spec.external.is_none() && sp.subnet.spec.namespaces.contains(&ns)
-            })
-            .map(|(n, _)| n.clone());
-        let default = subnets
-            .iter()
-            .find(|(_, sp)| sp.subnet.spec.default)
-            .map(|(n, _)| n.clone());
-        let (choice, why) = match (&named, &by_namespace) {
-            (Some(n), _) => (
-                subnets.contains_key(n).then(|| n.clone()),
-                format!(
-                    "annotation {SUBNET_ANNOTATION} names Subnet {n:?}, which does not exist (yet)"
-                ),
-            ),
-            (None, Some(n)) => (Some(n.clone()), String::new()),
-            (None, None) => (
-                default.clone(),
-                "no Subnet claims its namespace and there is no default Subnet".to_string(),
-            ),
-        };
+    let mut sorted: Vec<(String, &Pod)> = pods.iter().map(|p| (pod_key(p), p)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let claims = Claims::new(subnets.values().map(|sp| sp.subnet));
+    for (key, p) in sorted {
+        let choice = claims.choose(p);
         match choice {
-            Some(subnet) => bound.entry(subnet).or_default().push(p),
-            None => t.statuses.push(Status {
+            Ok(subnet) => bound.entry(subnet.to_string()).or_default().push(p),
+            Err(why) => t.statuses.push(Status {
                 object: key,
                 ready: false,
                 reason: "SubnetNotReady".into(),
@@ -231,6 +314,51 @@ pub fn translate(
             }),
         }
     }
+
+    // Allocations in force, in every subnet, before any new one: a globally unique subnet
+    // must see every address other VPCs already hold in its range, and vice versa.
+    let mut in_force: BTreeMap<String, BTreeMap<String, (String, Vec<IpAddr>)>> = BTreeMap::new();
+    for (name, sp) in subnets
+        .iter_mut()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_none())
+    {
+        let held = in_force.entry(name.clone()).or_default();
+        for p in bound.get(name).into_iter().flatten() {
+            let key = pod_key(p);
+            if let Some(a) = existing.get(&key).filter(|a| &a.subnet == name) {
+                let ok = a.ips.iter().all(|ip| {
+                    sp.pools
+                        .iter_mut()
+                        .find(|pool| pool.cidr().contains(*ip))
+                        .is_some_and(|pool| pool.allocate_static(*ip, &key).is_ok())
+                });
+                if ok {
+                    held.insert(key, (a.mac.clone(), a.ips.clone()));
+                }
+            }
+        }
+    }
+    // Which subnets must not share addresses: overlapping CIDRs where either side is
+    // globally unique.
+    let ranges: Vec<(String, Vec<IpNetwork>, bool)> = subnets
+        .iter()
+        .filter(|(_, sp)| sp.subnet.spec.external.is_none())
+        .map(|(n, sp)| (n.clone(), sp.nets.clone(), sp.subnet.spec.globally_unique))
+        .collect();
+    let exclusive_with = |name: &str| -> Vec<String> {
+        let Some((_, mine, gu)) = ranges.iter().find(|(n, ..)| n == name) else {
+            return Vec::new();
+        };
+        ranges
+            .iter()
+            .filter(|(n, nets, other_gu)| {
+                n != name
+                    && (*gu || *other_gu)
+                    && nets.iter().any(|a| mine.iter().any(|b| overlaps(a, b)))
+            })
+            .map(|(n, ..)| n.clone())
+            .collect()
+    };
 
     for (name, sp) in subnets
         .iter_mut()
@@ -248,15 +376,28 @@ pub fn translate(
             .map(|(n, g)| format!("{g}/{}", n.prefix()))
             .collect();
         let lrp_key = format!("{owner}/router-port");
+        let mut lrp = row(vec![
+            ("name", s(lrp_name.clone())),
+            ("mac", s(lrp_mac.clone())),
+            ("networks", strings(networks)),
+        ]);
+        if sp.nets.iter().any(|n| n.is_ipv6()) {
+            // Router advertisements: the default route and prefix; addresses come from
+            // stateful DHCPv6 (the port's own address in OVN).
+            lrp.insert(
+                "ipv6_ra_configs".into(),
+                Datum::map([
+                    ("address_mode", "dhcpv6_stateful"),
+                    ("send_periodic", "true"),
+                    ("max_interval", "30"),
+                ]),
+            );
+        }
         t.desired.push(Desired {
             table: "Logical_Router_Port".into(),
             key: lrp_key.clone(),
             owner: owner.clone(),
-            row: row(vec![
-                ("name", s(lrp_name.clone())),
-                ("mac", s(lrp_mac.clone())),
-                ("networks", strings(networks)),
-            ]),
+            row: lrp,
         });
         vpc_ports.entry(vpc.clone()).or_default().push(lrp_key);
         let rtr_key = format!("{owner}/switch-router-port");
@@ -272,47 +413,48 @@ pub fn translate(
             ]),
         });
         let mut ports = vec![rtr_key];
+        // DHCP: one options row per family, referenced by every pod port of the subnet.
+        let mut dhcp = |family: &str, cidr: &IpNetwork, options: Datum| {
+            let key = format!("{owner}/{family}");
+            t.desired.push(Desired {
+                table: "DHCP_Options".into(),
+                key: key.clone(),
+                owner: owner.clone(),
+                row: row(vec![("cidr", s(cidr.to_string())), ("options", options)]),
+            });
+            key
+        };
         let dhcp_key = sp
             .nets
             .iter()
             .zip(&sp.gateways)
             .find(|(n, _)| n.is_ipv4())
             .map(|(n, g)| {
-                let key = format!("{owner}/dhcpv4");
-                t.desired.push(Desired {
-                    table: "DHCP_Options".into(),
-                    key: key.clone(),
-                    owner: owner.clone(),
-                    row: row(vec![
-                        ("cidr", s(n.to_string())),
-                        (
-                            "options",
-                            Datum::map([
-                                ("lease_time", "3600".to_string()),
-                                ("router", g.to_string()),
-                                ("server_id", g.to_string()),
-                                ("server_mac", lrp_mac.clone()),
-                            ]),
-                        ),
-                    ]),
-                });
-                key
+                let options = Datum::map([
+                    ("lease_time", "3600".to_string()),
+                    ("router", g.to_string()),
+                    ("server_id", g.to_string()),
+                    ("server_mac", lrp_mac.clone()),
+                ]);
+                dhcp("dhcpv4", n, options)
             });
+        let dhcpv6_key = sp
+            .nets
+            .iter()
+            .find(|n| n.is_ipv6())
+            .map(|n| dhcp("dhcpv6", n, Datum::map([("server_id", lrp_mac.clone())])));
 
         // Addresses: keep what is in force, honour static requests, then allocate.
         let pods = bound.remove(name).unwrap_or_default();
-        let mut assigned: BTreeMap<String, (String, Vec<IpAddr>)> = BTreeMap::new();
-        for p in &pods {
-            let key = pod_key(p);
-            if let Some(a) = existing.get(&key).filter(|a| &a.subnet == name) {
-                let ok = a.ips.iter().all(|ip| {
-                    sp.pools
-                        .iter_mut()
-                        .find(|pool| pool.cidr().contains(*ip))
-                        .is_some_and(|pool| pool.allocate_static(*ip, &key).is_ok())
-                });
-                if ok {
-                    assigned.insert(key, (a.mac.clone(), a.ips.clone()));
+        let mut assigned = in_force.remove(name).unwrap_or_default();
+        // Addresses held in subnets this one must not share with are off limits here.
+        const FOREIGN: &str = "held by an overlapping subnet (globallyUnique)";
+        for other in exclusive_with(name) {
+            for (_, ips) in in_force.get(&other).into_iter().flat_map(|m| m.values()) {
+                for ip in ips {
+                    if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                        let _ = pool.allocate_static(*ip, FOREIGN);
+                    }
                 }
             }
         }
@@ -363,6 +505,7 @@ pub fn translate(
                 });
             assigned.insert(key, (mac, ips));
         }
+        in_force.insert(name.clone(), assigned.clone());
         for (key, (mac, ips)) in assigned {
             let (ns, pod) = key
                 .trim_start_matches("Pod/")
@@ -380,6 +523,9 @@ pub fn translate(
             ]);
             if let Some(d) = &dhcp_key {
                 r.insert("dhcpv4_options".into(), refs([d.clone()]));
+            }
+            if let Some(d) = &dhcpv6_key {
+                r.insert("dhcpv6_options".into(), refs([d.clone()]));
             }
             t.desired.push(Desired {
                 table: "Logical_Switch_Port".into(),
@@ -993,4 +1139,127 @@ pub fn existing_allocations(replica: &ovsdb::Replica) -> BTreeMap<String, Alloca
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A world touching every table and column translation writes.
+    fn rich_world() -> Translation {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("routes.yaml");
+        std::fs::write(
+            &extra,
+            "apiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {name: vpc-r}\nspec:\n  externalSubnet: external\n  staticRoutes: [{cidr: 192.168.0.0/16, nextHop: 10.9.0.254}, {cidr: 10.9.0.128/25, nextHop: 10.9.0.253, policy: src}]\n  policyRoutes: [{priority: 3000, match: \"ip4.src == 10.9.0.66\", action: drop}, {priority: 2000, match: \"ip4.dst == 8.8.8.8\", action: reroute, nextHop: 10.9.0.254}]\n---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: r-net}\nspec: {vpc: vpc-r, cidrs: [10.9.0.0/24, 'fd00:9::/64'], natOutgoing: true, namespaces: [r]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: r}\nspec: {containers: []}\n",
+        )
+        .unwrap();
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let m = crate::manifest::load(&[examples, extra]).unwrap();
+        assert!(crate::api::validate(&m.objects).is_empty());
+        translate(&m.objects, &m.pods, &BTreeMap::new(), &["ch0".into()])
+    }
+
+    #[test]
+    fn every_written_column_is_monitored() {
+        let t = rich_world();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for d in &t.desired {
+            seen.insert(d.table.as_str());
+            let monitored = managed_columns(&d.table)
+                .unwrap_or_else(|| panic!("{} is not a managed table", d.table));
+            for c in d.row.keys() {
+                assert!(
+                    monitored.contains(&c.as_str()),
+                    "{}.{c} is written but not monitored, so every apply would rewrite it",
+                    d.table
+                );
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            MANAGED_TABLES.len(),
+            "the world misses a table: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn monitored_columns_exist_in_the_schema() {
+        let schema = ovsdb::DatabaseSchema::from_json_str(ovn_nb::nb::SCHEMA).unwrap();
+        for t in MANAGED_TABLES {
+            let ts = &schema.tables[*t];
+            for c in managed_columns(t).unwrap() {
+                assert!(ts.columns.contains_key(*c), "{t}.{c} is not in the schema");
+            }
+        }
+    }
+
+    fn world(yaml: &str) -> crate::manifest::Manifests {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        crate::manifest::load(&[p]).unwrap()
+    }
+
+    fn two_vpcs(gu_a: bool) -> String {
+        let mut y = String::new();
+        for (v, gu) in [("a", gu_a), ("b", false)] {
+            y.push_str(&format!(
+                "---\napiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {{name: vpc-{v}}}\nspec: {{}}\n\
+                 ---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: {v}}}\n\
+                 spec: {{vpc: vpc-{v}, cidrs: [10.0.1.0/24], namespaces: [{v}], globallyUnique: {gu}}}\n"
+            ));
+            for i in 0..3 {
+                y.push_str(&format!(
+                    "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {v}}}\nspec: {{containers: []}}\n"
+                ));
+            }
+        }
+        y
+    }
+
+    fn ips_of(t: &Translation, subnet: &str) -> BTreeSet<IpAddr> {
+        t.allocations
+            .values()
+            .filter(|a| a.subnet == subnet)
+            .flat_map(|a| a.ips.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_vpcs_reuse_addresses_unless_a_subnet_is_globally_unique() {
+        let m = world(&two_vpcs(false));
+        let t = translate(&m.objects, &m.pods, &BTreeMap::new(), &[]);
+        assert_eq!(
+            ips_of(&t, "a"),
+            ips_of(&t, "b"),
+            "tenants reuse the same addresses"
+        );
+
+        let m = world(&two_vpcs(true));
+        // b already holds 10.0.1.2 and .3 (applied before a became globally unique).
+        let mut existing = BTreeMap::new();
+        for (i, ip) in [(0, "10.0.1.2"), (1, "10.0.1.3")] {
+            existing.insert(
+                format!("Pod/b/p{i}"),
+                Allocation {
+                    subnet: "b".into(),
+                    mac: format!("0a:00:00:00:00:0{i}"),
+                    ips: vec![ip.parse().unwrap()],
+                },
+            );
+        }
+        let t = translate(&m.objects, &m.pods, &existing, &[]);
+        let (a, b) = (ips_of(&t, "a"), ips_of(&t, "b"));
+        assert_eq!((a.len(), b.len()), (3, 3));
+        assert!(
+            a.is_disjoint(&b),
+            "globally unique a shares with b: {a:?} {b:?}"
+        );
+        assert!(
+            b.contains(&"10.0.1.2".parse::<IpAddr>().unwrap()),
+            "b's addresses in force moved"
+        );
+        assert!(t.statuses.iter().all(|s| s.ready), "{:?}", t.statuses);
+    }
 }

@@ -233,6 +233,22 @@ fn two_vpcs_with_the_same_cidr_apply_and_a_reapply_changes_nothing() {
     .contains(" 10.0.1.3\""));
 }
 
+const TWO_PODS_ONE_ADDRESS: &str = "---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, annotations: {ovnvpc.io/ip_address: 10.16.0.9}}
+spec: {containers: []}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, annotations: {ovnvpc.io/ip_address: 10.16.0.9}}
+spec: {containers: []}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, annotations: {ovnvpc.io/ip_address: 10.16.0.x}}
+spec: {containers: []}
+";
 const LATE_POD: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -299,7 +315,7 @@ fn an_invalid_manifest_is_refused_with_object_and_field_and_nothing_is_applied()
     let sandbox = Sandbox::builder().start().unwrap();
     let nb = sandbox.nb_remote();
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(dir.path(), "bad.yaml", &format!("{DEFAULT_SUBNET}---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: clash}}\nspec: {{cidrs: [10.16.5.0/24], gateway: 10.99.0.1}}\n"));
+    let bad = write(dir.path(), "bad.yaml", &format!("{DEFAULT_SUBNET}---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: clash}}\nspec: {{cidrs: [10.16.5.0/24], gateway: 10.99.0.1}}\n{TWO_PODS_ONE_ADDRESS}"));
     let out = ovn_vpc(&["apply", "--db", &nb, "-f", &bad]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -308,6 +324,8 @@ fn an_invalid_manifest_is_refused_with_object_and_field_and_nothing_is_applied()
         err.contains("Subnet/clash: spec.gateway: 10.99.0.1 is outside 10.16.5.0/24"),
         "{err}"
     );
+    assert!(err.contains("Pod/x/b: metadata.annotations[ovnvpc.io/ip_address]: 10.16.0.9 is also requested by Pod x/a in Subnet default"), "{err}");
+    assert!(err.contains("Pod/x/c: metadata.annotations[ovnvpc.io/ip_address]: \"10.16.0.x\" is not an IP address"), "{err}");
     assert!(
         nbctl(&nb, &["show"]).trim().is_empty(),
         "something was applied"
@@ -408,5 +426,274 @@ fn the_examples_land_with_nat_gateways_and_northd_derives_their_flows() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+#[test]
+fn uninstall_removes_every_row_of_ours_and_nothing_else() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Someone else's rows, one with a name we also use.
+    nbctl(&nb, &["ls-add", "theirs", "--", "lsp-add", "theirs", "p1"]);
+    nbctl(
+        &nb,
+        &[
+            "lr-add",
+            "vpc-x",
+            "--",
+            "set",
+            "Logical_Router",
+            "vpc-x",
+            "external_ids:owner=them",
+        ],
+    );
+    let ours = |nb: &str| {
+        let out = ovn_vpc(&["dump", "--db", nb, "--format", "json"]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .matches("ovn-vpc/owner")
+            .count()
+    };
+    assert!(ours(&nb) > 30, "the examples did not land");
+
+    let dry = ovn_vpc(&["uninstall", "--db", &nb, "--dry-run"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(ours(&nb) > 30, "--dry-run removed something");
+
+    let out = ovn_vpc(&["uninstall", "--db", &nb]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(ours(&nb), 0, "rows of ours left behind after: {said}");
+    assert!(nbctl(&nb, &["ls-list"]).contains("theirs"));
+    assert!(nbctl(&nb, &["lsp-list", "theirs"]).contains("p1"));
+    assert!(nbctl(&nb, &["lr-list"]).contains("vpc-x"));
+    assert_eq!(
+        nbctl(&nb, &["--bare", "--columns=_uuid", "list", "NAT"]).trim(),
+        ""
+    );
+
+    let again = ovn_vpc(&["uninstall", "--db", &nb]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("removed 0 row(s) of ours"));
+}
+
+#[test]
+fn doctor_finds_pods_outside_the_subnet_that_claims_them() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let before = r#"
+apiVersion: ovnvpc.io/v1
+kind: Subnet
+metadata: {name: dflt}
+spec: {cidrs: [10.30.0.0/24], default: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: late}
+spec: {containers: []}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: early, namespace: late, annotations: {ovnvpc.io/subnet: nowhere}}
+spec: {containers: []}
+"#;
+    let claim = "---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: late-net}\nspec: {cidrs: [10.40.0.0/24], namespaces: [late]}\n";
+    let w1 = write(dir.path(), "before.yaml", before);
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &w1]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doctor = |w: &str| {
+        let out = ovn_vpc(&["doctor", "--db", &nb, "-f", w]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = doctor(&w1);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "note Pod late/early: waits: annotation ovnvpc.io/subnet names Subnet \"nowhere\""
+        ),
+        "{text}"
+    );
+
+    // A subnet now claims the namespace: the pod placed in the default subnet is reported.
+    let w2 = write(dir.path(), "after.yaml", &format!("{before}{claim}"));
+    let (code, text) = doctor(&w2);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("MISMATCH Pod late/web: address 10.30.0.2 is in subnet dflt, but subnet late-net claims it"), "{text}");
+
+    // Applying moves it; then a pod dropped from the manifests leaves an orphan port.
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &w2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, text) = doctor(&w2);
+    assert_eq!(code, Some(0), "{text}");
+    let w3 = write(
+        dir.path(),
+        "gone.yaml",
+        &format!("{}{claim}", before.replace("name: web,", "name: other,")),
+    );
+    let (code, text) = doctor(&w3);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("MISMATCH Pod late/web: has a port (10.40.0.2 in subnet late-net) but is not in the manifests"), "{text}");
+}
+
+#[test]
+fn drift_made_by_hand_is_healed_by_the_next_apply() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = || String::from_utf8(ovn_vpc(&["show", "--db", &nb]).stdout).unwrap();
+    let before = show();
+
+    // An admin deletes a pod port, a NAT rule and the default route, and edits a column.
+    nbctl(&nb, &["lsp-del", "web.team-a"]);
+    nbctl(&nb, &["lr-nat-del", "vpc-a", "snat", "10.0.1.0/24"]);
+    nbctl(&nb, &["lr-route-del", "vpc-b", "0.0.0.0/0"]);
+    nbctl(&nb, &["lsp-set-port-security", "web.team-b"]);
+    nbctl(
+        &nb,
+        &[
+            "set",
+            "Logical_Router_Port",
+            "vpc-a-a-net1",
+            "mac=\"0a:00:00:00:00:99\"",
+        ],
+    );
+    assert_ne!(show(), before);
+
+    let plan = ovn_vpc(&["plan", "--db", &nb, "-f", examples]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", examples]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(show(), before, "not healed");
+    assert!(nbctl(
+        &nb,
+        &["get", "Logical_Switch_Port", "web.team-b", "port_security"]
+    )
+    .contains("10.0.1.2"));
+    let plan = ovn_vpc(&["plan", "--db", &nb, "-f", examples]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+#[test]
+fn a_dual_stack_subnet_gets_both_addresses_dhcpv6_and_router_advertisements() {
+    let sandbox = Sandbox::builder().northd().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let sb = sandbox.sb_remote().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "dual.yaml",
+        "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: dual}\n\
+         spec: {cidrs: [10.50.0.0/24, 'fd00:50::/64'], namespaces: [d]}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: d}\nspec: {containers: []}\n",
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = nbctl(&nb, &["get", "Logical_Switch_Port", "p.d", "addresses"]);
+    assert!(addr.contains(" 10.50.0.2 fd00:50::2\""), "{addr}");
+    assert!(nbctl(
+        &nb,
+        &["get", "Logical_Router_Port", "default-dual", "networks"]
+    )
+    .contains("fd00:50::1/64"));
+    assert_eq!(nbctl(&nb, &["dhcp-options-list"]).lines().count(), 2);
+    let ok = (0..300).any(|_| {
+        let out = Command::new("ovn-sbctl")
+            .args([&format!("--db={sb}"), "lflow-list"])
+            .output()
+            .unwrap();
+        let flows = String::from_utf8_lossy(&out.stdout).to_string();
+        if flows.contains("put_dhcpv6_opts(")
+            && flows.contains("ia_addr = fd00:50::2")
+            && flows.contains("put_dhcp_opts(offerip = 10.50.0.2")
+            && flows.contains("put_nd_ra_opts(addr_mode = \"dhcpv6_stateful\"")
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(ok, "northd derived no DHCPv4/DHCPv6/RA flows for the pod");
+    assert_eq!(
+        ovn_vpc(&["plan", "--db", &nb, "-f", &f]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn ip_objects_in_the_manifests_seed_allocations_the_nb_does_not_hold() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "ips.yaml",
+        "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: s}\nspec: {cidrs: [10.60.0.0/24], namespaces: [n]}\n---\n\
+         apiVersion: ovnvpc.io/v1\nkind: IP\nmetadata: {name: p.n}\n\
+         spec: {subnet: s, vpc: default, owner: Pod/n/p, ips: [10.60.0.77], mac: '0a:00:00:00:00:77'}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: n}\nspec: {containers: []}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: q, namespace: n}\nspec: {containers: []}\n",
+    );
+    let out = ovn_vpc(&["apply", "--db", &nb, "-f", &f]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        nbctl(&nb, &["get", "Logical_Switch_Port", "p.n", "addresses"]).trim(),
+        "[\"0a:00:00:00:00:77 10.60.0.77\"]"
+    );
+    assert!(
+        nbctl(&nb, &["get", "Logical_Switch_Port", "q.n", "addresses"]).contains(" 10.60.0.2\"")
     );
 }

@@ -16,6 +16,19 @@ fn demo_starts_the_sandbox_shows_it_and_cleans_up() {
     );
     assert!(stdout.contains("export OVN_NB_DB=unix:"), "{stdout}");
     assert!(stdout.contains("chassis ch0: netns ovnvpc-"), "{stdout}");
+    // It applied the bundled examples: both VPCs with their NAT gateways on ch0, and a
+    // re-apply would change nothing.
+    assert!(stdout.contains("vpc vpc-a (router vpc-a)"), "{stdout}");
+    assert!(stdout.contains("vpc vpc-b (router vpc-b)"), "{stdout}");
+    assert!(
+        stdout.contains("ha-chassis-group vpc-a-gateway [ch0:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("nat dnat_and_snat 172.16.0.100 <-> 10.0.1.2 (Fip/web-a)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("would change 0 row(s)"), "{stdout}");
     // The sandbox directory it printed is gone after it exits.
     let dir = stdout
         .lines()

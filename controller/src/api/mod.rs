@@ -5,7 +5,7 @@ mod types;
 mod validate;
 
 pub use types::*;
-pub use validate::{validate, Object, ValidationError};
+pub use validate::{validate, validate_pods, Object, ValidationError};
 
 use kube::CustomResourceExt;
 
@@ -153,6 +153,8 @@ spec: {eip: eip-a, protocol: tcp, externalPort: 8080, internalIp: 10.0.1.5, inte
              "SnatRule/r: spec.subnet: Subnet b-net1 is in VPC vpc-b, Eip eip-a in VPC vpc-a"),
             ("kind: DnatRule\nmetadata: {name: d}\nspec: {eip: nope, protocol: udp, externalPort: 53, internalIp: 10.0.1.5, internalPort: 53}",
              "DnatRule/d: spec.eip: unknown Eip \"nope\""),
+            ("kind: Eip\nmetadata: {name: eip-z}\nspec: {vpc: vpc-b, externalSubnet: ext, address: 172.16.0.10}",
+             "Eip/eip-z: spec.address: 172.16.0.10 is also requested by Eip eip-a"),
         ];
         for (doc, want) in cases {
             let got = errors(&format!("apiVersion: ovnvpc.io/v1\n{doc}\n"));

@@ -190,7 +190,7 @@ pub struct SubnetStatus {
 #[kube(
     group = "ovnvpc.io",
     version = "v1",
-    kind = "Ip",
+    kind = "IP",
     plural = "ips",
     shortname = "ovnip"
 )]
@@ -314,3 +314,6 @@ pub struct DnatRuleSpec {
     /// The internal port.
     pub internal_port: u16,
 }
+
+/// The `IP` kind under a Rust-style name.
+pub type Ip = IP;

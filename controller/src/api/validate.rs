@@ -75,6 +75,7 @@ impl Errors {
 /// Checks every object against the others; empty when everything is consistent.
 pub fn validate(objects: &[Object]) -> Vec<ValidationError> {
     let mut e = Errors(Vec::new());
+    let mut eip_addresses: BTreeMap<(String, IpAddr), String> = BTreeMap::new();
     let vpcs: BTreeSet<String> = objects
         .iter()
         .filter_map(|o| match o {
@@ -309,7 +310,18 @@ pub fn validate(objects: &[Object]) -> Vec<ValidationError> {
                                 ),
                             )
                         }
-                        Ok(_) => {}
+                        Ok(ip) => {
+                            if let Some(other) = eip_addresses
+                                .insert((x.spec.external_subnet.clone(), ip), name.clone())
+                            {
+                                e.add(
+                                    "Eip",
+                                    &name,
+                                    "spec.address",
+                                    format!("{ip} is also requested by Eip {other}"),
+                                )
+                            }
+                        }
                     }
                 }
             }
@@ -424,4 +436,49 @@ pub fn validate(objects: &[Object]) -> Vec<ValidationError> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Checks pods against the objects: a static address (`ovnvpc.io/ip_address`) that is not
+/// an address, or that another pod of the same subnet also requests.
+pub fn validate_pods(
+    objects: &[Object],
+    pods: &[k8s_openapi::api::core::v1::Pod],
+) -> Vec<ValidationError> {
+    let mut e = Errors(Vec::new());
+    let claims = crate::translate::Claims::new(objects.iter().filter_map(|o| match o {
+        Object::Subnet(s) => Some(s),
+        _ => None,
+    }));
+    let mut wanted: BTreeMap<(String, IpAddr), String> = BTreeMap::new();
+    let mut sorted: Vec<_> = pods.iter().collect();
+    sorted.sort_by_key(|p| (p.metadata.namespace.clone(), p.metadata.name.clone()));
+    for p in sorted {
+        let Some(list) = p.annotations().get(crate::translate::IP_ANNOTATION) else {
+            continue;
+        };
+        let name = format!(
+            "{}/{}",
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.name_any()
+        );
+        let field = format!("metadata.annotations[{}]", crate::translate::IP_ANNOTATION);
+        for a in list.split(',').map(str::trim) {
+            let Ok(ip) = a.parse::<IpAddr>() else {
+                e.add("Pod", &name, &field, format!("{a:?} is not an IP address"));
+                continue;
+            };
+            let Ok(subnet) = claims.choose(p) else {
+                continue;
+            };
+            if let Some(other) = wanted.insert((subnet.to_string(), ip), name.clone()) {
+                e.add(
+                    "Pod",
+                    &name,
+                    &field,
+                    format!("{ip} is also requested by Pod {other} in Subnet {subnet}"),
+                );
+            }
+        }
+    }
+    e.0
 }

@@ -95,6 +95,11 @@ impl OvsdbServer {
         Ok(Self::new(cfg))
     }
 
+    /// The database file (every committed write transaction appends a record to it).
+    pub fn db_file(&self) -> &Path {
+        &self.cfg.db_file
+    }
+
     /// Short name (`nb`, `nb-1`, ...).
     pub fn name(&self) -> &str {
         &self.cfg.name
