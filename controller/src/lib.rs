@@ -2,12 +2,14 @@
 //!
 //! This crate holds the control plane, the node shim, the CNI plugin and the tools. So far it
 //! provides the OVN [`sandbox`] launcher that `ovn-vpc demo` and every test build on, and
-//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`).
+//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`), and the CNI plugin [`cni`]
+//! (`ovn-vpc-cni`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod cni;
 pub mod doctor;
 pub mod dump;
 pub mod ipam;
