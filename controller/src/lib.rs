@@ -2,13 +2,15 @@
 //!
 //! This crate holds the control plane, the node shim, the CNI plugin and the tools. So far it
 //! provides the OVN [`sandbox`] launcher that `ovn-vpc demo` and every test build on, and
-//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`), [`standalone`] (`apply`/`plan`), and
-//! [`runtime`] (`ovn-vpc controller`: the same engine inside a cluster).
+//! [`dump`] (`ovn-vpc dump`) and [`show`] (`ovn-vpc show`), [`standalone`] (`apply`/`plan`),
+//! [`runtime`] (`ovn-vpc controller`: the same engine inside a cluster), and the CNI plugin
+//! [`cni`] (`ovn-vpc-cni`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod cni;
 pub mod doctor;
 pub mod dump;
 pub mod ipam;

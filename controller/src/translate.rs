@@ -314,7 +314,11 @@ pub fn translate(
             },
         );
     }
-    if subnets.values().any(|p| p.subnet.spec.vpc == "default") {
+    // An external subnet belongs to no VPC: it alone does not make the default router.
+    if subnets
+        .values()
+        .any(|p| p.subnet.spec.vpc == "default" && p.subnet.spec.external.is_none())
+    {
         vpcs.insert("default".into());
     }
 

@@ -113,3 +113,58 @@ pub fn ovsdb_client_dump(remote: &str, db: &str, tables: &[&str]) -> DumpRows {
     }
     result
 }
+
+/// The path of a binary of another workspace package (e.g. `ovn-vpc-cni` of `ovn-vpc`), built
+/// first with `cargo build -p PACKAGE --bins` (once per package and test process, a no-op when
+/// fresh):
+/// Cargo only hands a test `CARGO_BIN_EXE_*` for binaries of its own package, and `cargo test
+/// -p ovn-vpc-tests` alone would not build them. `OVN_VPC_BIN_DIR` overrides the directory (and
+/// skips the build).
+pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if let Some(dir) = std::env::var_os("OVN_VPC_BIN_DIR") {
+        return std::path::Path::new(&dir).join(name);
+    }
+    // target/<profile>/deps/<test>-<hash> → target/<profile>
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("the test runs from target/<profile>/deps")
+        .to_path_buf();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == package) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", package, "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Cargo gives the running test its package's variables (CARGO_MANIFEST_DIR, …). Passed
+        // on, they change the fingerprint of build scripts that track them (ring's does), so
+        // the nested build and the next `cargo test` would rebuild ring and everything above it
+        // in turn, every run.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
+            {
+                cmd.env_remove(&*k);
+            }
+        }
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+        assert!(status.success(), "cargo build -p {package} --bins failed");
+        built.push(package.to_string());
+    }
+    dir.join(name)
+}

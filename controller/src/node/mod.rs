@@ -1,6 +1,7 @@
 //! The node shim (`ovn-vpc node`): the host iptables rules the overlay needs, kept in place
 //! beside Calico, kube-proxy and Cilium without fighting them (shared/DESIGN.md, "The node
-//! shim"). So far: the iptables engine and its periodic refresh.
+//! shim"). So far: the iptables engine and its periodic refresh, and [`chassis::configure`]
+//! (the chassis' `ovn-remote`, encapsulation and bridge mappings).
 //!
 //! ```no_run
 //! use ovn_vpc::node::{Backend, DesiredTable, Family, Iptables};
@@ -11,6 +12,7 @@
 //! # Ok::<(), ovn_vpc::node::IptablesError>(())
 //! ```
 
+pub mod chassis;
 mod duration;
 mod iptables;
 mod refresh;

@@ -463,6 +463,8 @@ pub struct Chassis {
     ovs: OvsdbServer,
     netns: Netns,
     name: String,
+    system_id: String,
+    encap_ip: String,
     dir: PathBuf,
 }
 
@@ -529,7 +531,7 @@ impl Chassis {
                 ["hostname", system_id],
                 ["ovn-remote", sb.unix_remote()],
                 ["ovn-encap-type", "geneve"],
-                ["ovn-encap-ip", encap_ip],
+                ["ovn-encap-ip", &encap_ip],
                 ["ovn-bridge-datapath-type", "netdev"],
             ]
         ]);
@@ -583,6 +585,8 @@ impl Chassis {
             ovs,
             netns,
             name,
+            system_id: system_id.clone(),
+            encap_ip,
             dir,
         };
         chassis.wait_ready(sb, &system_id)?;
@@ -654,6 +658,17 @@ impl Chassis {
     /// The chassis name in the sandbox (`ch0`, ...).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The chassis' `system-id`: its name in the Southbound database (`ch0`, or qualified
+    /// with the sandbox when the Southbound database is external).
+    pub fn system_id(&self) -> &str {
+        &self.system_id
+    }
+
+    /// The chassis' tunnel endpoint (`ovn-encap-ip`).
+    pub fn encap_ip(&self) -> &str {
+        &self.encap_ip
     }
 
     /// The network namespace holding br-int and ovs-vswitchd's datapath.
