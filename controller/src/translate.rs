@@ -764,6 +764,10 @@ pub fn translate(
                     ]),
                 });
                 lrp.insert("ha_chassis_group".into(), refs([group_key]));
+            } else {
+                // Cleared, not left out: a group that goes away must not stay referenced
+                // (the diff updates only the columns a desired row names).
+                lrp.insert("ha_chassis_group".into(), refs(Vec::<String>::new()));
             }
             t.desired.push(Desired {
                 table: "Logical_Router_Port".into(),

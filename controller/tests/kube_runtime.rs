@@ -726,3 +726,33 @@ async fn a_failed_reconcile_gets_an_event_and_an_exponential_backoff() {
     let follower = ovn_vpc::runtime::error_policy(s, &Error::NotLeader, ctx);
     assert_eq!(follower, Action::await_change());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_chassis_follow_the_labelled_nodes_in_the_cache() {
+    let (ctx, mut writers, _api, nb, _sandbox) = fixture().await;
+    put(
+        &mut writers.subnets,
+        subnet(
+            "ext",
+            "{cidrs: [172.16.0.0/24], gateway: 172.16.0.1, external: {physicalNetwork: physnet}}",
+        ),
+    );
+    let mut vpc = vpc_a();
+    vpc.spec.external_subnet = Some("ext".into());
+    put(&mut writers.vpcs, vpc);
+    let node: k8s_openapi::api::core::v1::Node = yaml(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: gw-1, labels: {ovnvpc.io/gateway: \"true\"}, annotations: {ovnvpc.io/chassis: chassis-7}}\n",
+    );
+    put(&mut writers.nodes, node.clone());
+    ctx.engine.sync().await.unwrap();
+    let ha = nbctl(&nb, &["--columns=chassis_name", "list", "HA_Chassis"]);
+    assert!(ha.contains("chassis-7"), "{ha}");
+
+    // The label goes: with no Southbound to fall back on, no gateway chassis remain.
+    let mut plain = node;
+    plain.metadata.labels = None;
+    put(&mut writers.nodes, plain);
+    assert!(ctx.engine.sync().await.unwrap().operations > 0);
+    let ha = nbctl(&nb, &["--columns=chassis_name", "list", "HA_Chassis"]);
+    assert!(!ha.contains("chassis-7"), "{ha}");
+}
