@@ -449,6 +449,7 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        let mut to_record = Vec::new();
         for p in &w.pods {
             let k = pod_key(p);
             let Some(a) = t.allocations.get(&k) else {
@@ -457,13 +458,36 @@ impl Engine {
             let known = recorded
                 .get(k.as_str())
                 .is_some_and(|ip| allocation_of(&ip.spec) == *a);
-            if known || st.claims.get(&k) == Some(a) {
-                continue;
+            if !known && st.claims.get(&k) != Some(a) {
+                let vpc = subnet_vpc.get(&a.subnet).cloned().unwrap_or_default();
+                to_record.push((p, k, a, vpc));
             }
+        }
+        if !to_record.is_empty() {
             self.leader.check()?;
-            let vpc = subnet_vpc.get(&a.subnet).cloned().unwrap_or_default();
-            self.record_ip(p, a, &vpc).await?;
-            st.claims.insert(k, a.clone());
+            // A cold start records many at once: a few requests in flight, not one by one.
+            let mut results = Vec::new();
+            for chunk in to_record.chunks(16) {
+                let done = futures::future::join_all(
+                    chunk.iter().map(|(p, _, a, vpc)| self.record_ip(p, a, vpc)),
+                )
+                .await;
+                for ((_, k, a, _), r) in chunk.iter().zip(done) {
+                    results.push((k.clone(), (*a).clone(), r));
+                }
+            }
+            let mut failure = None;
+            for (k, a, r) in results {
+                match r {
+                    Ok(()) => {
+                        st.claims.insert(k, a);
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
 
         let operations = self.commit(&t.desired).await?;
