@@ -756,3 +756,44 @@ async fn gateway_chassis_follow_the_labelled_nodes_in_the_cache() {
     let ha = nbctl(&nb, &["--columns=chassis_name", "list", "HA_Chassis"]);
     assert!(!ha.contains("chassis-7"), "{ha}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_subnet_went_away_has_its_ip_object_rewritten_not_duplicated() {
+    let (ctx, mut writers, api, _nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    let web = pod("team-a", "web", "");
+    put(&mut writers.pods, web.clone());
+    // The record of a subnet that was deleted since (the cache has not seen the IP yet).
+    let old = json!({
+        "apiVersion": "ovnvpc.io/v1", "kind": "IP",
+        "metadata": {"name": "web.team-a", "uid": "u-ip", "resourceVersion": "7",
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-web-team-a"}]},
+        "spec": {"subnet": "gone-net", "vpc": "vpc-a", "owner": "Pod/team-a/web", "ips": ["10.7.0.2"], "mac": "0a:00:00:00:00:02"}
+    });
+    let (r, _api) = run(
+        api,
+        reconcile_pod(Arc::new(web), ctx.clone()),
+        |mut api| async move {
+            let (_, send) = api.expect("POST", "/apis/ovnvpc.io/v1/ips").await;
+            reply(
+                send,
+                409,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "AlreadyExists", "code": 409, "message": "exists"}),
+            );
+            let (_, send) = api.expect("GET", "/apis/ovnvpc.io/v1/ips/web.team-a").await;
+            reply(send, 200, &old);
+            let (body, send) = api.expect("PUT", "/apis/ovnvpc.io/v1/ips/web.team-a").await;
+            assert_eq!(body["metadata"]["resourceVersion"], "7");
+            assert_eq!(body["spec"]["subnet"], "a-net1");
+            assert_eq!(body["spec"]["ips"], json!(["10.0.1.2"]));
+            reply(send, 200, &body);
+            let a = api.expect_pod_annotations("team-a", "web").await;
+            assert_eq!(a["ovnvpc.io/logical_switch"], "a-net1");
+            api
+        },
+    )
+    .await;
+    r.unwrap();
+}

@@ -600,7 +600,9 @@ impl Engine {
     }
 
     /// Creates the IP object of a pod's allocation, owned by the pod. One that already exists
-    /// with the same content and owner is fine (a retry after a lost reply).
+    /// with the same content and owner is fine (a retry after a lost reply); one of the same
+    /// pod with another allocation is rewritten; one of another pod of that name (the old pod's,
+    /// not yet collected) is a conflict, retried after the collector removed it.
     async fn record_ip(&self, pod: &Pod, a: &Allocation, vpc: &str) -> Result<(), Error> {
         let ns = pod.namespace().unwrap_or_default();
         let name = ip_name(&ns, &pod.name_any());
@@ -634,6 +636,13 @@ impl Engine {
                     .iter()
                     .any(|o| Some(&o.uid) == pod.uid().as_ref());
                 if there.spec == spec && same_owner {
+                    Ok(())
+                } else if same_owner {
+                    // The same pod moved (its subnet went, its annotation changed): the
+                    // record follows; resourceVersion guards against a concurrent writer.
+                    let mut moved = there;
+                    moved.spec = spec;
+                    api.replace(&name, &PostParams::default(), &moved).await?;
                     Ok(())
                 } else {
                     Err(Error::Conflict(format!(
