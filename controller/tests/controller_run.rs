@@ -2,15 +2,19 @@
 //! endpoints) against a fake API server that lists a small world and holds each watch open,
 //! and a real ovsdb-server: the world lands in OVN, our objects get the finalizer, the pod
 //! gets an IP object and its annotations, and an object already being deleted at start loses
-//! its finalizer, and the IP object of a pod that is gone is collected.
+//! its finalizer, and the IP object of a pod that is gone is collected — and every request it
+//! made is granted by the controller's ClusterRole in deploy/rbac.yaml.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::client::Body;
 use ovn_vpc::runtime::{run_with_client, Options};
 use ovn_vpc::sandbox::Sandbox;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod common;
@@ -57,6 +61,44 @@ fn world(path: &str) -> Option<Value> {
     })
 }
 
+/// What RBAC calls a request: its API group, resource (with subresource) and verb.
+fn rbac_request(method: &str, path: &str, watch: bool) -> (String, String, String) {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segs.first() {
+        Some(&"api") => (String::new(), &segs[2..]),
+        _ => (segs[1].to_string(), &segs[3..]),
+    };
+    let rest = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        &rest[2..]
+    } else {
+        rest
+    };
+    let resource = match rest.get(2) {
+        Some(sub) => format!("{}/{sub}", rest[0]),
+        None => rest[0].to_string(),
+    };
+    let verb = match (method, rest.len() > 1, watch) {
+        ("GET", _, true) => "watch",
+        ("GET", true, _) => "get",
+        ("GET", false, _) => "list",
+        ("POST", ..) => "create",
+        ("PUT", ..) => "update",
+        ("PATCH", ..) => "patch",
+        ("DELETE", ..) => "delete",
+        _ => "?",
+    };
+    (group, resource, verb.to_string())
+}
+
+/// Whether the controller's ClusterRole in deploy/rbac.yaml grants a request.
+fn allowed(rules: &[PolicyRule], (group, resource, verb): &(String, String, String)) -> bool {
+    rules.iter().any(|r| {
+        r.api_groups.iter().flatten().any(|g| g == group)
+            && r.resources.iter().flatten().any(|x| x == resource)
+            && r.verbs.iter().any(|v| v == verb)
+    })
+}
+
 fn respond(code: u16, body: &Value) -> Response<Body> {
     Response::builder()
         .status(code)
@@ -73,11 +115,18 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let writes: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
     let log = writes.clone();
+    // Every request as (API group, resource[/subresource], RBAC verb).
+    let asked: Arc<Mutex<BTreeSet<(String, String, String)>>> = Arc::default();
+    let asked_log = asked.clone();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
             let watch = req.uri().query().unwrap_or("").contains("watch=true");
+            asked_log
+                .lock()
+                .unwrap()
+                .insert(rbac_request(&method, &path, watch));
             let bytes = req.into_body().collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             if method == "GET" && watch {
@@ -178,5 +227,23 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
         "{switches}"
     );
     assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.2"));
+
+    // Every request the controller made is one its ClusterRole in deploy/ grants.
+    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac.yaml"))
+        .unwrap();
+    let role: ClusterRole = serde_yaml::Deserializer::from_str(&rbac)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| v["kind"] == "ClusterRole" && v["metadata"]["name"] == "ovn-vpc-controller")
+        .map(|v| serde_yaml::from_value(v).unwrap())
+        .next()
+        .unwrap();
+    let rules = role.rules.unwrap_or_default();
+    let asked = asked.lock().unwrap().clone();
+    assert!(asked.len() > 10, "{asked:?}");
+    let denied: Vec<_> = asked.iter().filter(|r| !allowed(&rules, r)).collect();
+    assert!(
+        denied.is_empty(),
+        "not granted by deploy/rbac.yaml: {denied:?}"
+    );
     drop(sandbox);
 }
