@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::client::Body;
 use ovn_vpc::runtime::{run_with_client, Options};
 use ovn_vpc::sandbox::Sandbox;
@@ -108,6 +108,25 @@ fn respond(code: u16, body: &Value) -> Response<Body> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
+    wired_controller(false).await;
+}
+
+/// With leader election: it creates the Lease, becomes leader, and only then reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wired_controller_takes_the_lease_then_reconciles() {
+    let writes = wired_controller(true).await;
+    let first_lease = writes
+        .iter()
+        .position(|(m, p, _)| m == "POST" && p.ends_with("/leases"))
+        .expect("the Lease is created");
+    assert_eq!(
+        first_lease, 0,
+        "something was written before the lease: {writes:#?}"
+    );
+    assert_eq!(writes[0].2["spec"]["holderIdentity"], "test-replica");
+}
+
+async fn wired_controller(leader_election: bool) -> Vec<(String, String, Value)> {
     let sandbox = tokio::task::spawn_blocking(|| Sandbox::builder().start().unwrap())
         .await
         .unwrap();
@@ -163,6 +182,10 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
                     json!({"apiVersion": "v1", "kind": "Pod",
                            "metadata": {"name": "web", "namespace": "team-a"}, "spec": {"containers": []}})
                 }
+                ("PATCH", "/apis/ovnvpc.io/v1/subnets/old-net") => {
+                    json!({"apiVersion": "ovnvpc.io/v1", "kind": "Subnet",
+                           "metadata": {"name": "old-net"}, "spec": {"vpc": "vpc-a", "cidrs": ["10.0.9.0/24"]}})
+                }
                 ("DELETE", _) => json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
                 _ => body,
             };
@@ -171,7 +194,8 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
     });
     let client = kube::Client::new(service, "default");
     let mut opts = Options::new(&nb);
-    opts.leader_election = false;
+    opts.leader_election = leader_election;
+    opts.identity = "test-replica".into();
     opts.listen = "127.0.0.1:0".parse().unwrap();
     let controller = tokio::spawn(run_with_client(client, opts));
 
@@ -228,16 +252,18 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
     );
     assert!(nbctl(&nb, &["lsp-get-addresses", "web.team-a"]).contains("10.0.1.2"));
 
-    // Every request the controller made is one its ClusterRole in deploy/ grants.
+    // Every request the controller made is one its ClusterRole (or its Lease Role) in deploy/
+    // grants.
     let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac.yaml"))
         .unwrap();
-    let role: ClusterRole = serde_yaml::Deserializer::from_str(&rbac)
+    let rules: Vec<PolicyRule> = serde_yaml::Deserializer::from_str(&rbac)
         .map(|d| serde_yaml::Value::deserialize(d).unwrap())
-        .filter(|v| v["kind"] == "ClusterRole" && v["metadata"]["name"] == "ovn-vpc-controller")
-        .map(|v| serde_yaml::from_value(v).unwrap())
-        .next()
-        .unwrap();
-    let rules = role.rules.unwrap_or_default();
+        .filter(|v| {
+            (v["kind"] == "ClusterRole" && v["metadata"]["name"] == "ovn-vpc-controller")
+                || (v["kind"] == "Role" && v["metadata"]["name"] == "ovn-vpc-controller-lease")
+        })
+        .flat_map(|v| serde_yaml::from_value::<Vec<PolicyRule>>(v["rules"].clone()).unwrap())
+        .collect();
     let asked = asked.lock().unwrap().clone();
     assert!(asked.len() > 10, "{asked:?}");
     let denied: Vec<_> = asked.iter().filter(|r| !allowed(&rules, r)).collect();
@@ -246,4 +272,5 @@ async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
         "not granted by deploy/rbac.yaml: {denied:?}"
     );
     drop(sandbox);
+    w
 }

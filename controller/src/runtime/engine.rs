@@ -343,7 +343,7 @@ impl Engine {
     /// missing from a cache may just not be listed yet.
     pub async fn caches_ready(&self) -> Result<(), Error> {
         match tokio::time::timeout(Duration::from_secs(60), self.stores.wait_until_ready()).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(()) => Ok(()),
             _ => Err(Error::Waiting(
                 "the caches have not listed every kind".into(),
             )),
@@ -396,6 +396,7 @@ impl Engine {
         // A sync of a partial world would delete the rows of objects not listed yet.
         self.caches_ready().await?;
         self.nb.client(Duration::from_secs(30)).await?;
+        tracing::debug!("caches listed, Northbound connected");
         let mut w = world(&self.stores);
         let chassis = self.gateway_chassis(&w.nodes, st).await?;
         let mut existing = {
@@ -490,7 +491,9 @@ impl Engine {
             }
         }
 
+        tracing::debug!(pods = w.pods.len(), objects = w.objects.len(), "translated");
         let operations = self.commit(&t.desired).await?;
+        tracing::debug!(operations, "committed");
         // Claims the cache now shows are no longer needed.
         st.claims.retain(|k, a| {
             recorded

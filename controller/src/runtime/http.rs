@@ -50,8 +50,7 @@ async fn respond(path: &str, engine: &Engine) -> (&'static str, &'static str, St
     match path {
         "/healthz" => ("200 OK", TEXT, "ok\n".into()),
         "/readyz" => {
-            let caches = futures::FutureExt::now_or_never(engine.stores().wait_until_ready())
-                .is_some_and(|r| r.is_ok());
+            let caches = engine.stores().listed.all();
             if !caches {
                 (
                     "503 Service Unavailable",

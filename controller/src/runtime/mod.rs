@@ -40,7 +40,7 @@ pub use pods::{
     CIDR_ANNOTATION, GATEWAY_ANNOTATION, LOGICAL_SWITCH_ANNOTATION,
 };
 pub use run::{kube_client, run, run_with_client, Options};
-pub use stores::{put, remove, Stores, Writers};
+pub use stores::{put, remove, Cache, Listed, Stores, Writers};
 pub use uninstall::{remove_finalizers, stop_controller};
 
 use std::sync::Arc;

@@ -16,8 +16,8 @@ use kube::ResourceExt;
 use super::objects::error_policy;
 use super::pods::{ip_error_policy, pod_error_policy};
 use super::{
-    engine::addressable, ip_name, reconcile_ip, reconcile_object, reconcile_pod, Context, Engine,
-    Leadership, LeaseElector, Metrics, OurKind, Stores,
+    engine::addressable, ip_name, reconcile_ip, reconcile_object, reconcile_pod, Cache, Context,
+    Engine, Leadership, LeaseElector, Listed, Metrics, OurKind, Stores,
 };
 use crate::api::Ip;
 
@@ -127,21 +127,48 @@ impl Changed {
     }
 }
 
+/// The watch of every `K` in the cluster, through its cache; `listed` learns when the cache
+/// has applied its first complete list.
+fn cache<K>(
+    client: &kube::Client,
+    writer: reflector::store::Writer<K>,
+    listed: Listed,
+    which: Cache,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    // After the reflector: the store has swapped in the list when this is seen.
+    .inspect(move |ev| {
+        if let Ok(watcher::Event::InitDone) = ev {
+            listed.set(which);
+        }
+    })
+}
+
 fn our_controller<K>(
     client: &kube::Client,
     store: Store<K>,
     writer: reflector::store::Writer<K>,
+    which: Cache,
     ctx: Arc<Context>,
     changed: &mut Changed,
 ) -> tokio::task::JoinHandle<()>
 where
     K: OurKind,
 {
-    let stream = reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
+    let listed = ctx.engine.stores().listed.clone();
+    let stream = cache(client, writer, listed, which).touched_objects();
     let leader = became_leader(&ctx.leader);
     let again = changed.stream::<K>(K::KIND);
     tokio::spawn(
@@ -207,6 +234,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
         &client,
         stores.vpcs.clone(),
         w.vpcs,
+        Cache::Vpcs,
         ctx.clone(),
         &mut changed,
     ));
@@ -214,6 +242,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
         &client,
         stores.subnets.clone(),
         w.subnets,
+        Cache::Subnets,
         ctx.clone(),
         &mut changed,
     ));
@@ -221,6 +250,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
         &client,
         stores.eips.clone(),
         w.eips,
+        Cache::Eips,
         ctx.clone(),
         &mut changed,
     ));
@@ -228,6 +258,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
         &client,
         stores.fips.clone(),
         w.fips,
+        Cache::Fips,
         ctx.clone(),
         &mut changed,
     ));
@@ -235,6 +266,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
         &client,
         stores.snat_rules.clone(),
         w.snat_rules,
+        Cache::SnatRules,
         ctx.clone(),
         &mut changed,
     ));
@@ -242,28 +274,27 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
         &client,
         stores.dnat_rules.clone(),
         w.dnat_rules,
+        Cache::DnatRules,
         ctx.clone(),
         &mut changed,
     ));
 
     // Pods: deletions (and pods that finished) trigger their IP's reconcile, which releases.
     let (ip_tx, ip_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Ip>>();
-    let pods = reflector(
-        w.pods,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .inspect(move |ev| {
-        let gone = match ev {
-            Ok(watcher::Event::Delete(p)) => Some(p),
-            Ok(watcher::Event::Apply(p)) if !addressable(p) => Some(p),
-            _ => None,
-        };
-        if let Some(p) = gone {
-            let name = ip_name(&p.namespace().unwrap_or_default(), &p.name_any());
-            let _ = ip_tx.unbounded_send(ObjectRef::new(&name));
-        }
-    })
-    .touched_objects();
+    let listed = stores.listed.clone();
+    let pods = cache(&client, w.pods, listed.clone(), Cache::Pods)
+        .inspect(move |ev| {
+            let gone = match ev {
+                Ok(watcher::Event::Delete(p)) => Some(p),
+                Ok(watcher::Event::Apply(p)) if !addressable(p) => Some(p),
+                _ => None,
+            };
+            if let Some(p) = gone {
+                let name = ip_name(&p.namespace().unwrap_or_default(), &p.name_any());
+                let _ = ip_tx.unbounded_send(ObjectRef::new(&name));
+            }
+        })
+        .touched_objects();
     tasks.push(tokio::spawn(
         Controller::for_stream(pods, stores.pods.clone())
             .reconcile_all_on(became_leader(&leadership))
@@ -271,11 +302,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
             .run(reconcile_pod, pod_error_policy, ctx.clone())
             .for_each(|_| futures::future::ready(())),
     ));
-    let ips = reflector(
-        w.ips,
-        watcher(Api::<Ip>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
+    let ips = cache(&client, w.ips, listed.clone(), Cache::Ips).touched_objects();
     tasks.push(tokio::spawn(
         Controller::for_stream(ips, stores.ips.clone())
             .reconcile_all_on(became_leader(&leadership))
@@ -285,18 +312,11 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
     ));
 
     // Namespaces are only cached; Node changes move gateway chassis: resync.
-    let namespaces = reflector(
-        w.namespaces,
-        watcher(Api::all(client.clone()), watcher::Config::default()).default_backoff(),
-    );
+    let namespaces = cache(&client, w.namespaces, listed.clone(), Cache::Namespaces);
     tasks.push(tokio::spawn(
         namespaces.for_each(|_| futures::future::ready(())),
     ));
-    let nodes = reflector(
-        w.nodes,
-        watcher(Api::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .applied_objects();
+    let nodes = cache(&client, w.nodes, listed, Cache::Nodes).applied_objects();
     let resync = engine.clone();
     tasks.push(tokio::spawn(nodes.for_each(move |_| {
         let engine = resync.clone();

@@ -1,10 +1,67 @@
 //! The reflector caches the translation reads.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher;
 
 use crate::api::{DnatRule, Eip, Fip, Ip, SnatRule, Subnet, Vpc};
+
+/// Which caches have listed their kind once, one bit per kind. Kept beside the stores
+/// because `Store::wait_until_ready` loses wake-ups when several tasks wait at once (it parks
+/// on a `futures` oneshot, which keeps only the last waiter's waker); a watch channel wakes
+/// every waiter.
+#[derive(Clone)]
+pub struct Listed(Arc<tokio::sync::watch::Sender<u16>>);
+
+/// A cache, as a bit of [`Listed`].
+#[derive(Debug, Clone, Copy)]
+pub enum Cache {
+    /// Vpcs.
+    Vpcs = 0,
+    /// Subnets.
+    Subnets,
+    /// IP objects.
+    Ips,
+    /// Eips.
+    Eips,
+    /// Fips.
+    Fips,
+    /// SnatRules.
+    SnatRules,
+    /// DnatRules.
+    DnatRules,
+    /// Pods.
+    Pods,
+    /// Namespaces.
+    Namespaces,
+    /// Nodes.
+    Nodes,
+}
+
+const ALL: u16 = (1 << 10) - 1;
+
+impl Listed {
+    fn new() -> Listed {
+        Listed(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+
+    /// `cache` has listed (call after its reflector applied the `InitDone`).
+    pub fn set(&self, cache: Cache) {
+        self.0.send_modify(|m| *m |= 1 << cache as u16);
+    }
+
+    /// Whether every cache has listed.
+    pub fn all(&self) -> bool {
+        *self.0.borrow() == ALL
+    }
+
+    async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|m| *m == ALL).await;
+    }
+}
 
 /// Read sides of the caches.
 #[derive(Clone)]
@@ -29,6 +86,8 @@ pub struct Stores {
     pub namespaces: Store<Namespace>,
     /// Nodes (gateway chassis).
     pub nodes: Store<Node>,
+    /// Which of them have listed.
+    pub listed: Listed,
 }
 
 /// Write sides of the caches (fed by watchers, or by tests).
@@ -53,6 +112,7 @@ pub struct Writers {
     pub namespaces: Writer<Namespace>,
     /// Nodes.
     pub nodes: Writer<Node>,
+    listed: Listed,
 }
 
 impl Stores {
@@ -68,6 +128,7 @@ impl Stores {
         let (pods, w_pods) = reflector::store();
         let (namespaces, w_ns) = reflector::store();
         let (nodes, w_nodes) = reflector::store();
+        let listed = Listed::new();
         (
             Stores {
                 vpcs,
@@ -80,6 +141,7 @@ impl Stores {
                 pods,
                 namespaces,
                 nodes,
+                listed: listed.clone(),
             },
             Writers {
                 vpcs: w_vpcs,
@@ -92,23 +154,15 @@ impl Stores {
                 pods: w_pods,
                 namespaces: w_ns,
                 nodes: w_nodes,
+                listed,
             },
         )
     }
 
     /// Waits until every cache has listed its kind once. A sync before that would see a
     /// partial world and delete the rows of objects not listed yet.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.vpcs.wait_until_ready().await?;
-        self.subnets.wait_until_ready().await?;
-        self.ips.wait_until_ready().await?;
-        self.eips.wait_until_ready().await?;
-        self.fips.wait_until_ready().await?;
-        self.snat_rules.wait_until_ready().await?;
-        self.dnat_rules.wait_until_ready().await?;
-        self.pods.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await
+    pub async fn wait_until_ready(&self) {
+        self.listed.wait().await
     }
 }
 
@@ -129,6 +183,20 @@ impl Writers {
         done(&mut self.pods);
         done(&mut self.namespaces);
         done(&mut self.nodes);
+        for c in [
+            Cache::Vpcs,
+            Cache::Subnets,
+            Cache::Ips,
+            Cache::Eips,
+            Cache::Fips,
+            Cache::SnatRules,
+            Cache::DnatRules,
+            Cache::Pods,
+            Cache::Namespaces,
+            Cache::Nodes,
+        ] {
+            self.listed.set(c);
+        }
     }
 }
 
