@@ -10,14 +10,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, PostParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use ovn_nb::diff::{diff, Desired, Scope};
 use ovsdb::Session;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use super::pods::ip_name;
+use super::world::{pod_waits, world, World};
 use super::{Error, Leadership, Metrics, Stores};
-use crate::api::{validate, Ip, IpSpec, Object, Subnet};
+use crate::api::{Ip, IpSpec, Object, Subnet};
 use crate::translate::{
     existing_allocations, managed_columns, pod_key, translate, Allocation, Status, SubnetUsage,
     MANAGED_TABLES, SUBNET_ANNOTATION,
@@ -80,178 +82,6 @@ pub struct Engine {
     requested: AtomicU64,
     state: tokio::sync::Mutex<State>,
     changed: broadcast::Sender<String>,
-}
-
-/// The world as the caches show it, ready for translation.
-struct World {
-    objects: Vec<Object>,
-    pods: Vec<Pod>,
-    nodes: Vec<Node>,
-    /// Objects left out (invalid, or deletion blocked) with why.
-    notes: Vec<Status>,
-}
-
-fn waiting(object: String, reason: &str, message: String) -> Status {
-    Status {
-        object,
-        ready: false,
-        reason: reason.into(),
-        message,
-    }
-}
-
-fn live<K: Resource>(o: &K) -> bool {
-    o.meta().deletion_timestamp.is_none()
-}
-
-/// Pods that take an address: not host-network, not finished.
-pub(crate) fn addressable(p: &Pod) -> bool {
-    let host = p
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false);
-    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-    !host && !matches!(phase, Some("Succeeded") | Some("Failed"))
-}
-
-fn object_key(o: &Object) -> String {
-    match o {
-        Object::Vpc(v) => format!("Vpc/{}", v.name_any()),
-        Object::Subnet(v) => format!("Subnet/{}", v.name_any()),
-        Object::Eip(v) => format!("Eip/{}", v.name_any()),
-        Object::Fip(v) => format!("Fip/{}", v.name_any()),
-        Object::SnatRule(v) => format!("SnatRule/{}", v.name_any()),
-        Object::DnatRule(v) => format!("DnatRule/{}", v.name_any()),
-    }
-}
-
-/// Builds the world from the caches: objects being deleted are left out (so the sync removes
-/// their rows), except a VPC that still has subnets; invalid objects are left out with their
-/// errors, until what remains validates; pods whose namespace is claimed by a subnet that was
-/// left out wait rather than fall back to the default subnet.
-fn world(stores: &Stores) -> World {
-    let mut notes = Vec::new();
-    let mut objects = Vec::new();
-    let subnets = stores.subnets.state();
-    for v in stores.vpcs.state() {
-        if !live(&*v) {
-            let mut users: Vec<String> = subnets
-                .iter()
-                .filter(|s| s.spec.vpc == v.name_any())
-                .map(|s| s.name_any())
-                .collect();
-            if users.is_empty() {
-                continue;
-            }
-            users.sort();
-            notes.push(waiting(
-                format!("Vpc/{}", v.name_any()),
-                "HasSubnets",
-                format!(
-                    "deletion waits until its Subnets are deleted: {}",
-                    users.join(", ")
-                ),
-            ));
-        }
-        objects.push(Object::Vpc((*v).clone()));
-    }
-    objects.extend(
-        subnets
-            .iter()
-            .filter(|o| live(&***o))
-            .map(|o| Object::Subnet((**o).clone())),
-    );
-    macro_rules! add {
-        ($store:expr, $variant:ident) => {
-            objects.extend(
-                $store
-                    .state()
-                    .into_iter()
-                    .filter(|o| live(&**o))
-                    .map(|o| Object::$variant((*o).clone())),
-            )
-        };
-    }
-    add!(stores.eips, Eip);
-    add!(stores.fips, Fip);
-    add!(stores.snat_rules, SnatRule);
-    add!(stores.dnat_rules, DnatRule);
-    // Leave out invalid objects until the rest validates (leaving one out can make another
-    // invalid: a subnet of a VPC that was left out).
-    for _ in 0..16 {
-        let errors = validate(&objects);
-        if errors.is_empty() {
-            break;
-        }
-        let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for e in &errors {
-            bad.entry(format!("{}/{}", e.kind, e.name))
-                .or_default()
-                .push(format!("{}: {}", e.field, e.message));
-        }
-        let before = objects.len();
-        objects.retain(|o| !bad.contains_key(&object_key(o)));
-        for (object, msgs) in bad {
-            notes.push(waiting(object, "InvalidSpec", msgs.join("; ")));
-        }
-        if objects.len() == before {
-            break;
-        }
-    }
-    let valid: BTreeSet<String> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::Subnet(s) => Some(s.name_any()),
-            _ => None,
-        })
-        .collect();
-    let mut claimed_elsewhere: BTreeMap<String, String> = BTreeMap::new();
-    for s in &subnets {
-        if s.spec.external.is_none() && !valid.contains(&s.name_any()) {
-            for ns in &s.spec.namespaces {
-                claimed_elsewhere.insert(ns.clone(), s.name_any());
-            }
-        }
-    }
-    let mut pods = Vec::new();
-    for p in stores.pods.state() {
-        if !addressable(&p) {
-            continue;
-        }
-        let ns = p.namespace().unwrap_or_default();
-        if !p.annotations().contains_key(SUBNET_ANNOTATION) {
-            if let Some(s) = claimed_elsewhere.get(&ns) {
-                notes.push(pod_waits(&p, s));
-                continue;
-            }
-        }
-        pods.push((*p).clone());
-    }
-    World {
-        objects,
-        pods,
-        nodes: stores.nodes.state().iter().map(|n| (**n).clone()).collect(),
-        notes,
-    }
-}
-
-fn pod_waits(p: &Pod, subnet: &str) -> Status {
-    waiting(
-        pod_key(p),
-        "SubnetNotReady",
-        format!(
-            "waiting: namespace {} is claimed by Subnet {subnet}, which is not Ready; it gets \
-             no address from another subnet meanwhile",
-            p.namespace().unwrap_or_default()
-        ),
-    )
-}
-
-/// The name of the IP object of a pod: `name.namespace` (namespaces have no dots, so this is
-/// unique cluster-wide).
-pub fn ip_name(namespace: &str, name: &str) -> String {
-    format!("{name}.{namespace}")
 }
 
 impl Engine {

@@ -28,6 +28,7 @@ mod run;
 mod status;
 mod stores;
 mod uninstall;
+mod world;
 
 pub use engine::{Engine, Outcome};
 pub use error::Error;

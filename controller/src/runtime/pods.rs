@@ -14,13 +14,17 @@ use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::engine::addressable;
 use super::status::warn;
+use super::world::addressable;
 use super::{Context, Error};
 use crate::api::{Ip, Subnet};
 use crate::translate::{pod_key, subnet_gateways, Allocation, IP_ANNOTATION, MAC_ANNOTATION};
 
-pub use super::engine::ip_name;
+/// The name of the IP object of a pod: `name.namespace` (namespaces have no dots, so this is
+/// unique cluster-wide).
+pub fn ip_name(namespace: &str, name: &str) -> String {
+    format!("{name}.{namespace}")
+}
 
 /// Set to `"true"` once the other allocation annotations are written.
 pub const ALLOCATED_ANNOTATION: &str = "ovnvpc.io/allocated";

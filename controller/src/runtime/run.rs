@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use super::objects::error_policy;
 use super::pods::{ip_error_policy, pod_error_policy};
 use super::{
-    engine::addressable, ip_name, reconcile_ip, reconcile_object, reconcile_pod, Cache, Context,
+    ip_name, reconcile_ip, reconcile_object, reconcile_pod, world::addressable, Cache, Context,
     Engine, Leadership, LeaseElector, Listed, Metrics, OurKind, Stores,
 };
 use crate::api::Ip;
