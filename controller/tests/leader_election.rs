@@ -1,7 +1,7 @@
 //! Leader election: two controllers against one mock API server (which keeps the Lease with
 //! resourceVersion compare-and-swap, as the real one does) and one real ovsdb-server. Only
 //! the holder writes; when it stops renewing it stops writing by itself, and the other takes
-//! over after the lease duration.
+//! over after the lease duration; one that shuts down hands the Lease over at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -209,5 +209,23 @@ async fn two_controllers_one_lease_only_the_holder_writes_and_the_other_takes_ov
     assert!(b.elector.try_acquire_or_renew().await.unwrap());
     assert!(!a.elector.try_acquire_or_renew().await.unwrap());
     assert!(!a.ctx.leader.is_leader() && b.ctx.leader.is_leader());
+
+    // B shuts down (a rolling update): it stops writing and hands the Lease over; A takes it
+    // on its next round, without waiting for the lease to expire.
+    b.elector.release().await;
+    assert!(!b.ctx.leader.is_leader());
+    assert!(matches!(b.ctx.engine.sync().await, Err(Error::NotLeader)));
+    let lease = state.lock().unwrap().lease.clone().unwrap();
+    assert!(
+        lease["spec"]
+            .get("holderIdentity")
+            .is_none_or(|h| h.is_null()),
+        "{lease}"
+    );
+    assert!(a.elector.try_acquire_or_renew().await.unwrap());
+    assert!(a.ctx.leader.is_leader());
+    let lease = state.lock().unwrap().lease.clone().unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "controller-a");
+    assert_eq!(lease["spec"]["leaseTransitions"], 2);
     assert!(state.lock().unwrap().others.is_empty());
 }

@@ -76,6 +76,11 @@ impl Leadership {
         }
     }
 
+    /// Stops writing now (shutdown); the elector then hands the Lease over.
+    pub fn revoke_now(&self) {
+        self.set(None);
+    }
+
     /// Changes of leadership as the elector sees them (`true` when it became leader).
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.inner.changed.subscribe()
@@ -235,14 +240,54 @@ impl LeaseElector {
         }
     }
 
-    /// Competes forever, a round every `retry`.
-    pub async fn run(mut self, retry: Duration) {
+    /// Competes, a round every `retry`, until `shutdown` resolves; then gives the Lease up.
+    pub async fn run(mut self, retry: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(leader) => tracing::debug!(leader, lease = %self.name, "lease round"),
                 Err(e) => tracing::warn!(error = %e, lease = %self.name, "lease round failed"),
             }
-            tokio::time::sleep(retry).await;
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = &mut shutdown => {
+                    self.release().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops writing at once, then clears the holder of the Lease if it is still ours, so the
+    /// standby takes over without waiting for the lease to expire (a rolling update).
+    pub async fn release(&mut self) {
+        let held = self.leadership.is_leader();
+        self.revoke();
+        if !held {
+            return;
+        }
+        let result = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(());
+            };
+            let mut spec = lease.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            lease.spec = Some(spec);
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::info!(identity = %self.identity, lease = %self.name, "released the lease")
+            }
+            Err(e) => tracing::warn!(error = %e, lease = %self.name, "releasing the lease failed"),
         }
     }
 

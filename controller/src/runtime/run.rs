@@ -222,9 +222,15 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
             }
         }
     })];
-    if let Some(e) = elector {
-        tasks.push(tokio::spawn(e.run(opts.lease_duration / 5)));
-    }
+    // SIGTERM / Ctrl-C: stop writing, hand the Lease over, exit.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let elector_task = elector.map(|e| tokio::spawn(e.run(opts.lease_duration / 5, stopped)));
 
     let mut changed = Changed {
         senders: Vec::new(),
@@ -350,7 +356,35 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
     }));
     tasks.push(tokio::spawn(changed.forward(engine.subscribe())));
 
-    let (done, _, _) = futures::future::select_all(tasks).await;
-    done?;
-    anyhow::bail!("a controller task ended")
+    tokio::select! {
+        (done, _, _) = futures::future::select_all(tasks) => {
+            done?;
+            anyhow::bail!("a controller task ended")
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("stopping");
+            leadership.revoke_now();
+            let _ = stop_tx.send(true);
+            if let Some(t) = elector_task {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+            drop(stop_rx);
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
