@@ -885,3 +885,78 @@ fn a_dual_stack_pod_gets_both_families_and_talks_tcp_over_ipv6() {
     w.pings(&n1, "fd00:3::1");
     assert_eq!(w.reach(&n1, "[fd00:3::3]:7001"), "d2 fd00:3::2");
 }
+
+/// Cluster mode: no `nb` in the plugin's configuration; the allocation comes from the pod's
+/// annotations, read from the API server named in `kubeconfig` (here a stand-in serving the
+/// Pod, inside the chassis namespace where the plugin runs).
+#[test]
+fn in_cluster_mode_the_plugin_plumbs_a_pod_from_its_annotations() {
+    let (mut w, p1, _p2, _p3) = one_vpc_world();
+    // The controller's annotations for p4, matching a port apply made for it.
+    w.apply(
+        &format!(
+            "{}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p4, namespace: team-a, annotations: {{ovnvpc.io/ip_address: 10.0.1.44}}}}\nspec: {{containers: []}}\n",
+            one_vpc("", true)
+        ),
+        false,
+    );
+    let lsp = nbctl(
+        &w.nb(),
+        &["get", "Logical_Switch_Port", "p4.team-a", "addresses"],
+    );
+    let mac = lsp
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']' || c == '"')
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let pod_json = dir.path().join("pod.json");
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p4", "namespace": "team-a", "annotations": {
+            "ovnvpc.io/allocated": "true", "ovnvpc.io/ip_address": "10.0.1.44",
+            "ovnvpc.io/mac_address": mac, "ovnvpc.io/cidr": "10.0.1.0/24",
+            "ovnvpc.io/gateway": "10.0.1.1", "ovnvpc.io/logical_switch": "a-net1"}}});
+    std::fs::write(&pod_json, pod.to_string()).unwrap();
+    let mut api = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            w.chassis_ns(),
+            tcp_peer(),
+            "http",
+            "127.0.0.1:16443",
+        ])
+        .arg(&pod_json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the stand-in API server");
+    let mut line = String::new();
+    BufReader::new(api.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let api = Server(api);
+    assert_eq!(line.trim(), "listening");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"http://127.0.0.1:16443\"}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let mut conf: Value = serde_json::from_str(&w.plugin.conf).unwrap();
+    conf.as_object_mut().unwrap().remove("nb");
+    conf["kubeconfig"] = Value::String(kubeconfig.display().to_string());
+    w.plugin.conf = conf.to_string();
+
+    let p4 = w.pod("team-a", "p4");
+    assert_eq!(w.pods[p4].result["ips"][0]["address"], "10.0.1.44/24");
+    assert_eq!(w.pods[p4].result["interfaces"][1]["mac"], mac.as_str());
+    // Packets: the gateway and the standalone-plumbed p1 answer the cluster-plumbed pod.
+    w.pings(&w.ns(p4), "10.0.1.1");
+    w.serve(p1, "p1");
+    assert_eq!(w.reach(&w.ns(p4), &at("10.0.1.2")), "p1 10.0.1.44");
+    drop(api);
+}

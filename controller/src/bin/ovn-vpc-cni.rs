@@ -6,7 +6,10 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use ovn_vpc::cni::{run, CniError, Command, ErrorCode, NetConf, Params};
+use ovn_vpc::cni::{
+    kube_client, pod_annotations, require_netns, run, CniError, Command, ErrorCode, NetConf,
+    Params, PodAnnotations,
+};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -51,5 +54,20 @@ fn plugin() -> Result<serde_json::Value, CniError> {
         .enable_all()
         .build()
         .map_err(|e| CniError::new(ErrorCode::Io, "cannot start the runtime", e.to_string()))?;
-    rt.block_on(run(&params, &conf, None))
+    // Cluster mode (no "nb"): ADD and CHECK need the pod's annotations; DEL needs nothing.
+    let prefetched = match (&conf.nb, params.command) {
+        (None, Command::Add | Command::Check) => {
+            if params.command == Command::Add {
+                require_netns(&params)?;
+            }
+            let (ns, pod) = params.pod()?;
+            Some(rt.block_on(async {
+                let client = kube_client(conf.kubeconfig.as_deref()).await?;
+                pod_annotations(client, &ns, &pod).await
+            })?)
+        }
+        _ => None,
+    };
+    let source = prefetched.as_ref().map(|p| p as &dyn PodAnnotations);
+    rt.block_on(run(&params, &conf, source))
 }

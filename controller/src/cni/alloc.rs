@@ -46,10 +46,8 @@ pub fn logical_port(namespace: &str, pod: &str) -> String {
     format!("{pod}.{namespace}")
 }
 
-/// Reads a pod's annotations from the cluster. The CNI plugin has no Kubernetes client built in
-/// yet (the `kube` client and its TLS stack are not compiled into this crate): cluster mode
-/// needs an implementation of this trait, and the binary reports "try again later" without one.
-/// [`from_annotations`] is the decoding it will use.
+/// Reads a pod's annotations from the cluster (the binary reads them from the API server
+/// before it runs, see `cni::pod_annotations`); [`from_annotations`] decodes them.
 pub trait PodAnnotations {
     /// The pod's annotations, `None` when the pod does not exist.
     fn annotations(

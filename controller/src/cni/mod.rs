@@ -22,6 +22,7 @@
 //! ```
 
 mod alloc;
+mod kube;
 mod link;
 mod ovs;
 mod spec;
@@ -35,6 +36,7 @@ pub use alloc::{
     PodAnnotations, ALLOCATED_ANNOTATION, CIDR_ANNOTATION, GATEWAY_ANNOTATION,
     IP_ADDRESS_ANNOTATION, LOGICAL_SWITCH_ANNOTATION, MAC_ADDRESS_ANNOTATION,
 };
+pub use kube::{client as kube_client, pod_annotations, Prefetched};
 pub use link::host_ifname;
 pub use ovs::CONTAINER_KEY;
 pub use spec::{
@@ -97,7 +99,8 @@ async fn allocation(
     Ok((lport, alloc))
 }
 
-fn require_netns(params: &Params) -> Result<(), CniError> {
+/// ADD needs the container's network namespace: checked before anything else is done.
+pub fn require_netns(params: &Params) -> Result<(), CniError> {
     if link::netns_exists(&params.netns) {
         return Ok(());
     }

@@ -222,6 +222,10 @@ pub struct NetConf {
     /// Seconds ADD waits for ovn-controller to report the port installed (default 60).
     #[serde(default)]
     pub install_timeout: Option<u64>,
+    /// Cluster mode: the kubeconfig to read pods with (default: inferred — `KUBECONFIG`,
+    /// `~/.kube/config`, or the in-cluster service account).
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
 }
 
 fn default_ovs() -> String {
