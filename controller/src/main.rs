@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use ovn_vpc::sandbox::{Sandbox, SandboxBuilder};
 
 mod bench;
+mod node_cmd;
 
 /// VPC networking for Kubernetes on OVN.
 #[derive(Debug, Parser)]
@@ -108,6 +109,10 @@ enum Command {
         #[arg(long)]
         prune: bool,
     },
+    /// Keep the host iptables rules and ipsets the overlay needs on this node (the node shim):
+    /// masquerade for natOutgoing subnets of the default VPC, the overlay mark, FORWARD accepts
+    /// for pod CIDRs; IPv4 and IPv6. Serves /healthz and /readyz until SIGINT/SIGTERM.
+    Node(node_cmd::NodeArgs),
     /// Print the CustomResourceDefinitions of the ovnvpc.io API (what deploy/crds.yaml holds).
     Crds,
     /// Benchmarks of the native OVSDB client (compared with ovsdbapp and ovn-nbctl by
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_for_interrupt()?;
         }
         Command::Bench { which } => bench::run(which)?,
+        Command::Node(args) => return node_cmd::run(args),
         Command::Crds => print!("{}", ovn_vpc::api::crds_yaml()),
         Command::Apply {
             files,

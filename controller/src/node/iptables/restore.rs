@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use super::backend::{Backend, Family};
-use super::plan::{plan_removal, plan_table, DesiredTable};
-use super::save::{parse_save, SavedTable};
+use super::plan::{plan_removal, plan_table, DesiredChain, DesiredTable};
+use super::save::{parse_save, SavedRule, SavedTable};
 use super::IptablesError;
 
 /// What one [`Iptables::reconcile`] did.
@@ -60,6 +60,16 @@ impl Iptables {
         self
     }
 
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
     /// The program name, e.g. `ip6tables-nft-restore`.
     pub fn program(&self, tool: &str) -> String {
         let family = match self.family {
@@ -73,8 +83,21 @@ impl Iptables {
         format!("{family}-{backend}-{tool}")
     }
 
+    /// The plain command, e.g. `ip6tables-nft`.
+    fn command(&self) -> String {
+        self.program("").trim_end_matches('-').to_string()
+    }
+
     fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<String, IptablesError> {
-        let program = self.program(tool);
+        self.run_program(self.program(tool), args, stdin)
+    }
+
+    fn run_program(
+        &self,
+        program: String,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, IptablesError> {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -136,6 +159,32 @@ impl Iptables {
     /// succeeded", and not "we are first".
     pub fn check(&self, desired: &DesiredTable) -> Result<bool, IptablesError> {
         Ok(plan_table(desired, &self.save(&desired.name)?).is_none())
+    }
+
+    /// Whether our chain `chain` of `table` holds exactly its desired rules (by tag), read
+    /// with `iptables -S CHAIN`: one chain, not the whole table, so it stays cheap on a host
+    /// with thousands of foreign rules. The canary poll: a chain of ours that vanished (the
+    /// table was flushed and its chains deleted) or lost its rules (the chain or the table was
+    /// flushed) reads as false; so does any failure to read.
+    pub fn chain_intact(&self, table: &str, chain: &DesiredChain) -> bool {
+        let Ok(text) = self.run_program(
+            self.command(),
+            &["-w", "-t", table, "-S", &chain.name],
+            None,
+        ) else {
+            return false;
+        };
+        let prefix = format!("-A {} ", chain.name);
+        let tags: Vec<Option<String>> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|spec| SavedRule::parse(spec).tag().map(str::to_string))
+            .collect();
+        tags.len() == chain.rules.len()
+            && tags
+                .iter()
+                .zip(&chain.rules)
+                .all(|(t, r)| t.as_deref() == Some(r.tag.as_str()))
     }
 
     /// Removes everything of ours from the table ([`plan_removal`]): the engine of
