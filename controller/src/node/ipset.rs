@@ -9,12 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
 use ipnetwork::IpNetwork;
 
-use super::iptables::{Family, IptablesError};
+use super::iptables::{run_tool, Family, IptablesError};
 
 /// The only set type we create.
 pub const SET_TYPE: &str = "hash:net";
@@ -205,38 +203,7 @@ impl Ipset {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, IptablesError> {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "ipset"]);
-                c
-            }
-            None => Command::new("ipset"),
-        };
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawn_err = |source| IptablesError::Spawn {
-            program: "ipset".into(),
-            source,
-        };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes()).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        if !out.status.success() {
-            return Err(IptablesError::Tool {
-                command: format!("ipset {}", args.join(" ")),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_tool("ipset", args, self.netns.as_deref(), None, stdin)
     }
 
     /// Reads the sets named in `names` (`ipset save`).

@@ -1,10 +1,8 @@
 //! The I/O driver: `iptables-save` / `iptables-restore --noflush --wait` for one backend and
 //! family, optionally inside a network namespace (`ip netns exec NS ...`, used by the tests).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use super::backend::{Backend, Family};
+use super::exec::run_tool;
 use super::plan::{plan_removal, plan_table, DesiredChain, DesiredTable};
 use super::save::{parse_save, SavedRule, SavedTable};
 use super::IptablesError;
@@ -98,41 +96,13 @@ impl Iptables {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Result<String, IptablesError> {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, &program]);
-                c
-            }
-            None => Command::new(&program),
-        };
-        if let Some(lock) = &self.lock_file {
-            cmd.env("XTABLES_LOCKFILE", lock);
-        }
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawn_err = |source| IptablesError::Spawn {
-            program: program.clone(),
-            source,
-        };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes()).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        if !out.status.success() {
-            return Err(IptablesError::Tool {
-                command: format!("{program} {}", args.join(" ")),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_tool(
+            &program,
+            args,
+            self.netns.as_deref(),
+            self.lock_file.as_deref(),
+            stdin,
+        )
     }
 
     /// Reads one table: `iptables-save -t TABLE`, parsed.
