@@ -134,6 +134,22 @@ pub fn parse_ipset_save(text: &str, wanted: &[&str]) -> BTreeMap<String, SavedSe
     out
 }
 
+/// Parses `ipset list -t` (headers only): the number of entries of every set, by name.
+pub fn parse_ipset_counts(text: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let mut name: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("Name: ") {
+            name = Some(n.trim());
+        } else if let (Some(n), Some(c)) = (name, line.strip_prefix("Number of entries: ")) {
+            if let Ok(c) = c.trim().parse() {
+                out.insert(n.to_string(), c);
+            }
+        }
+    }
+    out
+}
+
 /// The `ipset restore -exist` input that makes `actual` hold `desired`, or `None` when it
 /// already does. A set of ours with another type or family is an error: it can be neither
 /// swapped (ipset refuses to swap sets of different types) nor destroyed while a rule uses it.
@@ -230,6 +246,17 @@ impl Ipset {
         }
     }
 
+    /// Whether each of our sets exists with as many entries as desired, read from the headers
+    /// alone (`ipset list -t`, one call, no members): the canary poll's view of the sets.
+    pub fn counts_intact(&self, desired: &[DesiredSet]) -> bool {
+        self.run(&["list", "-t"], None).is_ok_and(|text| {
+            let counts = parse_ipset_counts(&text);
+            desired
+                .iter()
+                .all(|d| counts.get(&d.name) == Some(&d.members.len()))
+        })
+    }
+
     /// Problems with our sets (missing, or members differ): empty when they are as desired.
     pub fn check(&self, desired: &[DesiredSet]) -> Result<Vec<String>, IptablesError> {
         let names: Vec<&str> = desired.iter().map(|d| d.name.as_str()).collect();
@@ -279,6 +306,14 @@ mod tests {
             ["10.16.0.0/16", "10.17.0.5"]
         );
         assert_eq!(sets["ovnvpc-nat6"].family, "inet6");
+    }
+
+    #[test]
+    fn header_counts_are_parsed() {
+        let text = "Name: a\nType: hash:net\nNumber of entries: 1\nName: ovnvpc-nat4\nType: hash:net\nReferences: 1\nNumber of entries: 1000\n";
+        let c = parse_ipset_counts(text);
+        assert_eq!(c.get("a"), Some(&1));
+        assert_eq!(c.get("ovnvpc-nat4"), Some(&1000));
     }
 
     #[test]

@@ -22,7 +22,8 @@ mod rules;
 pub use duration::parse_duration;
 pub use health::{serve as serve_health, Probe};
 pub use ipset::{
-    parse_ipset_save, plan_set_removal, plan_sets, DesiredSet, Ipset, SavedSet, SET_TYPE,
+    parse_ipset_counts, parse_ipset_save, plan_set_removal, plan_sets, DesiredSet, Ipset, SavedSet,
+    SET_TYPE,
 };
 pub use refresh::{Refresh, RefreshStats, DEFAULT_CANARY_INTERVAL, DEFAULT_REFRESH_INTERVAL};
 pub use rules::{nat_set, subnets_set, NodeRules, MASQUERADE_MARK, OVERLAY_PORT};

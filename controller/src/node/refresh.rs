@@ -2,7 +2,8 @@
 //! (a read, and a write only when something of ours is missing, misplaced or duplicated), so a
 //! deleted jump, a flushed chain or a flushed table is put back within one interval. Between
 //! passes, a canary poll reads only the chains we own (`iptables -S CHAIN`, not the whole
-//! table, as kube-proxy polls its `KUBE-PROXY-CANARY` chains) and runs a pass at once when one
+//! table, as kube-proxy polls its `KUBE-PROXY-CANARY` chains) and the headers of our ipsets,
+//! and runs a pass at once when one
 //! vanished or lost its rules: that is how a flushed chain or table comes back within about a
 //! second while the full refresh stays at its interval. Synchronous on purpose: it owns a
 //! thread of the shim.
@@ -112,9 +113,14 @@ impl Refresh {
         stats.passes += 1;
     }
 
-    /// Whether every chain of ours still holds its rules (the canary poll; reads only).
+    /// Whether every chain of ours still holds its rules and every set of ours its number of
+    /// entries (the canary poll; reads only, one chain or the set headers at a time).
     pub fn canaries_intact(&self) -> bool {
-        self.families.iter().all(|(ipt, tables)| {
+        let sets = self
+            .sets
+            .as_ref()
+            .is_none_or(|(ipset, sets)| ipset.counts_intact(sets));
+        sets && self.families.iter().all(|(ipt, tables)| {
             tables
                 .iter()
                 .all(|t| t.chains.iter().all(|c| ipt.chain_intact(&t.name, c)))
