@@ -46,6 +46,9 @@ pub enum BenchCommand {
     Nb(NbArgs),
     /// Replicate the whole Northbound database; print `{"rows","seconds","rss_kb",…}`.
     Sync(SyncArgs),
+    /// The node shim's reconcile of N subnets' rules from empty and as a no-op, in a fresh
+    /// network namespace per run; print `{"from_empty_ms","noop_ms","noop_writes",…}`.
+    Node(crate::bench_node::NodeBenchArgs),
 }
 
 /// `bench nb`.
@@ -102,9 +105,15 @@ impl Mode {
 
 /// Runs one benchmark and prints its JSON line.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    // Synchronous (processes, a namespace per run): no runtime.
+    let cmd = match cmd {
+        BenchCommand::Node(a) => return crate::bench_node::run(a),
+        other => other,
+    };
     let threads = match &cmd {
         BenchCommand::Nb(a) => a.threads,
         BenchCommand::Sync(a) => a.threads,
+        BenchCommand::Node(_) => unreachable!("handled above"),
     };
     // One thread by default: the server is the bottleneck and there are few cores, so the
     // client does best without cross-thread wake-ups.
@@ -122,6 +131,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         match cmd {
             BenchCommand::Nb(a) => nb(a).await,
             BenchCommand::Sync(a) => sync(a).await,
+            BenchCommand::Node(_) => unreachable!("handled above"),
         }
     })?;
     println!("{line}");

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use ovn_vpc::sandbox::{Sandbox, SandboxBuilder};
 
 mod bench;
+mod bench_node;
 mod node_cmd;
 
 /// VPC networking for Kubernetes on OVN.

@@ -195,3 +195,17 @@ pub fn ovn_vpc_bin() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// `both_backends!(a, b)` makes tests `legacy::a`, `nft::a`, `legacy::b`, ... calling the
+/// functions `a(Backend)`, `b(Backend)` of the invoking module with each backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod legacy {
+            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Legacy) })*
+        }
+        mod nft {
+            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Nft) })*
+        }
+    };
+}

@@ -52,18 +52,7 @@ spec:
 /// The default health port (`--health-addr 0.0.0.0:10665`), inside the test's namespace.
 const HEALTH_PORT: u16 = 10665;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod legacy {
-            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Legacy) })*
-        }
-        mod nft {
-            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Nft) })*
-        }
-    };
-}
-
-both_backends!(
+ovn_vpc_tests::both_backends!(
     once_then_cleanup_leaves_foreign_rules_untouched,
     canary_repairs_flushes_within_a_second,
     readyz_reports_the_function,

@@ -41,18 +41,7 @@ fn position(rules: &[String], spec: &str) -> usize {
         .unwrap_or_else(|| panic!("{spec} not in {rules:#?}"))
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod legacy {
-            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Legacy) })*
-        }
-        mod nft {
-            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Nft) })*
-        }
-    };
-}
-
-both_backends!(
+ovn_vpc_tests::both_backends!(
     seed_scenario,
     seed_scenario_ipv6,
     filter_forward,
