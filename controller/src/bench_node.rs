@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
 use ovn_vpc::api::{Subnet, SubnetSpec};
-use ovn_vpc::node::{Backend, DesiredTable, Family, Ipset, Iptables, NodeRules};
+use ovn_vpc::node::{per_cidr_tables, Backend, DesiredTable, Family, Ipset, Iptables, NodeRules};
 use serde_json::json;
 
 /// `bench node`.
@@ -172,20 +172,7 @@ fn per_cidr_run(subnets: &[Subnet], backend: Backend) -> anyhow::Result<Run> {
         .iter()
         .flat_map(|s| s.spec.cidrs.iter().map(String::as_str))
         .collect();
-    let masq: Vec<String> = cidrs
-        .iter()
-        .map(|c| format!("-s {c} ! -d {c} -j MASQUERADE"))
-        .collect();
-    let fwd: Vec<String> = cidrs
-        .iter()
-        .flat_map(|c| [format!("-s {c} -j ACCEPT"), format!("-d {c} -j ACCEPT")])
-        .collect();
-    let masq: Vec<&str> = masq.iter().map(String::as_str).collect();
-    let fwd: Vec<&str> = fwd.iter().map(String::as_str).collect();
-    let tables = [
-        DesiredTable::node_nat(&[], &masq),
-        DesiredTable::node_filter(&fwd),
-    ];
+    let tables = per_cidr_tables(&cidrs);
     let ipt = Iptables::new(backend, Family::V4);
     let mut run = Run {
         rules: tables.iter().map(count_rules).sum(),

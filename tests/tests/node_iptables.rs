@@ -453,18 +453,10 @@ fn thousand_subnets_timed(backend: Backend) {
     let cidrs: Vec<String> = (0..1000)
         .map(|i| format!("10.{}.{}.0/24", 100 + i / 256, i % 256))
         .collect();
-    let masq: Vec<String> = cidrs
-        .iter()
-        .map(|c| format!("-s {c} ! -d {c} -j MASQUERADE"))
-        .collect();
-    let fwd: Vec<String> = cidrs
-        .iter()
-        .flat_map(|c| [format!("-s {c} -j ACCEPT"), format!("-d {c} -j ACCEPT")])
-        .collect();
-    let masq: Vec<&str> = masq.iter().map(String::as_str).collect();
-    let fwd: Vec<&str> = fwd.iter().map(String::as_str).collect();
-    let nat = DesiredTable::node_nat(&[], &masq);
-    let filter = DesiredTable::node_filter(&fwd);
+    let cidrs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
+    let [nat, filter]: [DesiredTable; 2] = ovn_vpc::node::per_cidr_tables(&cidrs)
+        .try_into()
+        .expect("nat and filter");
     let ipt = node.ipt();
 
     let start = Instant::now();

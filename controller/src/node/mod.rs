@@ -26,7 +26,7 @@ pub use ipset::{
     SET_TYPE,
 };
 pub use refresh::{Refresh, RefreshStats, DEFAULT_CANARY_INTERVAL, DEFAULT_REFRESH_INTERVAL};
-pub use rules::{nat_set, subnets_set, NodeRules, MASQUERADE_MARK, OVERLAY_PORT};
+pub use rules::{nat_set, per_cidr_tables, subnets_set, NodeRules, MASQUERADE_MARK, OVERLAY_PORT};
 
 pub use iptables::{
     parse_save, plan_removal, plan_table, Backend, DesiredChain, DesiredTable, Family, Iptables,

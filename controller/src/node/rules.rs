@@ -111,6 +111,25 @@ impl NodeRules {
     }
 }
 
+/// The shape the node rules avoid, for benchmarks and tests that compare with it: the nat and
+/// filter tables with one masquerade and two FORWARD accepts per CIDR (3×N rules).
+pub fn per_cidr_tables(cidrs: &[&str]) -> Vec<DesiredTable> {
+    let masq: Vec<String> = cidrs
+        .iter()
+        .map(|c| format!("-s {c} ! -d {c} -j MASQUERADE"))
+        .collect();
+    let fwd: Vec<String> = cidrs
+        .iter()
+        .flat_map(|c| [format!("-s {c} -j ACCEPT"), format!("-d {c} -j ACCEPT")])
+        .collect();
+    let masq: Vec<&str> = masq.iter().map(String::as_str).collect();
+    let fwd: Vec<&str> = fwd.iter().map(String::as_str).collect();
+    vec![
+        DesiredTable::node_nat(&[], &masq),
+        DesiredTable::node_filter(&fwd),
+    ]
+}
+
 fn tables(f: Family) -> Vec<DesiredTable> {
     let pods = subnets_set(f);
     let nat = nat_set(f);
