@@ -138,12 +138,11 @@ fn node_run(subnets: &[Subnet], backend: Backend) -> anyhow::Result<Run> {
         let mut writes = ipset.reconcile(&rules.sets)?;
         steps.push(("ipsets".into(), t.elapsed()));
         for f in [Family::V4, Family::V6] {
-            let ipt = Iptables::new(backend, f);
-            for table in rules.tables(f) {
-                let t = Instant::now();
-                writes += ipt.reconcile(table)?.writes;
-                steps.push((format!("{f:?} {}", table.name).to_lowercase(), t.elapsed()));
+            let t = Instant::now();
+            for r in Iptables::new(backend, f).reconcile_all(rules.tables(f)) {
+                writes += r?.writes;
             }
+            steps.push((format!("{f:?} tables").to_lowercase(), t.elapsed()));
         }
         Ok(writes)
     };
@@ -179,18 +178,16 @@ fn per_cidr_run(subnets: &[Subnet], backend: Backend) -> anyhow::Result<Run> {
         ..Run::default()
     };
     let t = Instant::now();
-    for table in &tables {
-        run.from_empty_writes += ipt.reconcile(table)?.writes;
+    for r in ipt.reconcile_all(&tables) {
+        run.from_empty_writes += r?.writes;
     }
     run.from_empty = t.elapsed();
     let t = Instant::now();
-    for table in &tables {
-        let s = Instant::now();
-        run.noop_writes += ipt.reconcile(table)?.writes;
-        run.noop_steps
-            .push((format!("v4 {}", table.name), s.elapsed()));
+    for r in ipt.reconcile_all(&tables) {
+        run.noop_writes += r?.writes;
     }
     run.noop = t.elapsed();
+    run.noop_steps.push(("v4 tables".into(), run.noop));
     Ok(run)
 }
 

@@ -102,8 +102,8 @@ impl Refresh {
             }
         }
         for (ipt, tables) in &self.families {
-            for t in tables {
-                match ipt.reconcile(t) {
+            for (t, r) in tables.iter().zip(ipt.reconcile_all(tables)) {
+                match r {
                     Ok(done) => writes += u64::from(done.writes),
                     Err(e) => failed(format!("{} {}", family_name(ipt.family()), t.name), &e),
                 }
@@ -139,15 +139,15 @@ impl Refresh {
             }
         }
         for (ipt, tables) in &self.families {
-            for t in tables {
-                let what = format!("{} {}", family_name(ipt.family()), t.name);
-                match ipt.check(t) {
-                    Ok(true) => {}
-                    Ok(false) => out.push(format!(
-                        "{what}: rules of ours missing, duplicated or below KUBE-SERVICES"
-                    )),
-                    Err(e) => out.push(format!("{what}: {e}")),
-                }
+            let family = family_name(ipt.family());
+            match ipt.check_all(tables) {
+                Ok(bad) => out.extend(bad.iter().map(|t| {
+                    format!(
+                        "{family} {}: rules of ours missing, duplicated or below KUBE-SERVICES",
+                        t.name
+                    )
+                })),
+                Err(e) => out.push(format!("{family}: {e}")),
             }
         }
         out
