@@ -49,6 +49,9 @@ pub enum BenchCommand {
     /// Generate V VPCs × S subnets × P pods as manifests and time `ovn-vpc apply` of them on
     /// a fresh sandbox Northbound: a cold start, then re-applies; print one JSON line.
     Apply(crate::bench_apply::ApplyArgs),
+    /// The node shim's reconcile of N subnets' rules from empty and as a no-op, in a fresh
+    /// network namespace per run; print `{"from_empty_ms","noop_ms","noop_writes",…}`.
+    Node(crate::bench_node::NodeBenchArgs),
 }
 
 /// `bench nb`.
@@ -105,10 +108,16 @@ impl Mode {
 
 /// Runs one benchmark and prints its JSON line.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    // Synchronous (processes, a namespace per run): no runtime.
+    let cmd = match cmd {
+        BenchCommand::Node(a) => return crate::bench_node::run(a),
+        other => other,
+    };
     let threads = match &cmd {
         BenchCommand::Nb(a) => a.threads,
         BenchCommand::Sync(a) => a.threads,
         BenchCommand::Apply(a) => return crate::bench_apply::run(a),
+        BenchCommand::Node(_) => unreachable!("handled above"),
     };
     // One thread by default: the server is the bottleneck and there are few cores, so the
     // client does best without cross-thread wake-ups.
@@ -127,6 +136,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             BenchCommand::Nb(a) => nb(a).await,
             BenchCommand::Sync(a) => sync(a).await,
             BenchCommand::Apply(_) => unreachable!("run synchronously above"),
+            BenchCommand::Node(_) => unreachable!("handled above"),
         }
     })?;
     println!("{line}");

@@ -15,6 +15,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The bundled example topology (examples/vpcs.yaml), applied by `ovn-vpc demo`.
 const EXAMPLES: &str = include_str!("../../examples/vpcs.yaml");
+mod bench_node;
+mod node_cmd;
 
 /// VPC networking for Kubernetes on OVN.
 #[derive(Debug, Parser)]
@@ -189,6 +191,10 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Keep the host iptables rules and ipsets the overlay needs on this node (the node shim):
+    /// masquerade for natOutgoing subnets of the default VPC, the overlay mark, FORWARD accepts
+    /// for pod CIDRs; IPv4 and IPv6. Serves /healthz and /readyz until SIGINT/SIGTERM.
+    Node(node_cmd::NodeArgs),
     /// Print the CustomResourceDefinitions of the ovnvpc.io API (what deploy/crds.yaml holds).
     Crds,
     /// Benchmarks of the native OVSDB client (compared with ovsdbapp and ovn-nbctl by
@@ -364,6 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?
                 .block_on(ovn_vpc::runtime::run(opts))?;
         }
+        Command::Node(args) => return node_cmd::run(args),
         Command::Crds => print!("{}", ovn_vpc::api::crds_yaml()),
         Command::Apply {
             files,

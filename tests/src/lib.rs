@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+pub mod node;
+
 /// Runs a command and returns its stdout; panics with its stderr when it fails (tests only).
 pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)

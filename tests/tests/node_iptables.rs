@@ -4,121 +4,11 @@
 //! when a test fails.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use ovn_vpc::node::{Backend, DesiredTable, Family, Iptables, Refresh};
 use ovn_vpc::sandbox::Netns;
-
-const CALI: &str = r#"-m comment --comment "cali:6gwbT8clXdHdC1b1" -j cali-PREROUTING"#;
-const KUBE: &str = r#"-m comment --comment "kubernetes service portals" -j KUBE-SERVICES"#;
-const HOSTPORT: &str = "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT";
-
-/// A fresh namespace and the engine bound to it.
-struct Node {
-    ns: Netns,
-    backend: Backend,
-    family: Family,
-}
-
-impl Node {
-    fn new(backend: Backend, family: Family) -> Node {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "ovnvpc-ipt-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        Node {
-            ns: Netns::create(&name).expect("ip netns add"),
-            backend,
-            family,
-        }
-    }
-
-    fn ipt(&self) -> Iptables {
-        Iptables::new(self.backend, self.family).in_netns(self.ns.name())
-    }
-
-    /// `iptables -w ARGS` in the namespace (`-w`: legacy tests in parallel share the xtables
-    /// lock, which is not per namespace).
-    fn iptables(&self, args: &str) {
-        let program = self.ipt().program("").trim_end_matches('-').to_string();
-        let mut words: Vec<String> = vec!["-w".into()];
-        words.extend(shell_words(args));
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.ns.name(), &program])
-            .args(&words)
-            .output()
-            .expect("run iptables");
-        assert!(
-            out.status.success(),
-            "{program} {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `iptables-save -t TABLE` in the namespace, raw.
-    fn save_text(&self, table: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.ns.name(), &self.ipt().program("save")])
-            .args(["-t", table])
-            .output()
-            .expect("run iptables-save");
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The rule specs of `chain` as iptables-save prints them.
-    fn rules(&self, table: &str, chain: &str) -> Vec<String> {
-        let prefix = format!("-A {chain} ");
-        self.save_text(table)
-            .lines()
-            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
-            .collect()
-    }
-
-    /// kube-proxy, Calico and a CNI hostport plugin's nat PREROUTING, in that order.
-    fn seed_foreign(&self, with_kube: bool) {
-        self.iptables("-t nat -N cali-PREROUTING");
-        self.iptables("-t nat -N KUBE-SERVICES");
-        self.iptables("-t nat -N CNI-HOSTPORT-DNAT");
-        self.iptables(&format!("-t nat -A PREROUTING {CALI}"));
-        if with_kube {
-            self.iptables(&format!("-t nat -A PREROUTING {KUBE}"));
-        }
-        self.iptables(&format!("-t nat -A PREROUTING {HOSTPORT}"));
-    }
-}
-
-/// Enough of shell quoting for the rules above: double quotes group words.
-fn shell_words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in s.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
+use ovn_vpc_tests::node::{Node, CALI, HOSTPORT, KUBE};
 
 fn nat() -> DesiredTable {
     DesiredTable::node_nat(
@@ -151,18 +41,7 @@ fn position(rules: &[String], spec: &str) -> usize {
         .unwrap_or_else(|| panic!("{spec} not in {rules:#?}"))
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod legacy {
-            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Legacy) })*
-        }
-        mod nft {
-            $(#[test] fn $name() { super::$name(ovn_vpc::node::Backend::Nft) })*
-        }
-    };
-}
-
-both_backends!(
+ovn_vpc_tests::both_backends!(
     seed_scenario,
     seed_scenario_ipv6,
     filter_forward,
@@ -506,10 +385,11 @@ fn legacy_waits_for_the_xtables_lock() {
     assert_eq!(node.rules("nat", "PREROUTING").len(), 4);
 }
 
-/// A Calico-like writer deletes and re-inserts its jump at position 1 every 100 ms while we
-/// reconcile every 200 ms (3 s here, 10 s in the issue): no foreign rule lost, no duplicate, and
-/// we write once to place our jump plus at most once to move it (when Calico's delete lands
-/// between our read and our write, the insert index is one too far).
+/// A Calico-like writer deletes and re-inserts its jump at position 1 every 100 ms for 10 s
+/// while our refresh loop runs every 200 ms: no foreign rule lost, never a duplicate of ours
+/// (sampled after every round of the writer), and we write once to place our jump plus at most
+/// once to move it (when Calico's delete lands between our read and our write, the insert
+/// index is one too far).
 fn calico_reinserting_at_the_top_is_not_fought(backend: Backend) {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
@@ -517,43 +397,49 @@ fn calico_reinserting_at_the_top_is_not_fought(backend: Backend) {
 
     let node = Arc::new(Node::new(backend, Family::V4));
     node.seed_foreign(true);
-    let stop = Arc::new(AtomicBool::new(false));
-    let calico = {
-        let (node, stop) = (Arc::clone(&node), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut rounds = 0;
-            while !stop.load(Ordering::Relaxed) {
-                node.iptables(&format!("-t nat -D PREROUTING {CALI}"));
-                node.iptables(&format!("-t nat -I PREROUTING 1 {CALI}"));
-                rounds += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            rounds
-        })
-    };
     let d = nat();
-    let ipt = node.ipt();
-    let mut writes = 0;
+    let ours = jump(&d, "PREROUTING");
+    let stop = Arc::new(AtomicBool::new(false));
+    let guard = StopOnDrop(Arc::clone(&stop));
+    let refresh = Refresh::new(node.ipt(), vec![d.clone()]).interval(Duration::from_millis(200));
+    let runner = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || refresh.run_until(&stop))
+    };
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
-        writes += ipt.reconcile(&d).unwrap().writes;
-        std::thread::sleep(Duration::from_millis(200));
+    let mut rounds = 0;
+    let mut seen_ours = false;
+    while start.elapsed() < Duration::from_secs(10) {
+        node.iptables(&format!("-t nat -D PREROUTING {CALI}"));
+        node.iptables(&format!("-t nat -I PREROUTING 1 {CALI}"));
+        rounds += 1;
+        let pre = node.rules("nat", "PREROUTING");
+        let copies = pre.iter().filter(|r| **r == ours).count();
+        assert!(
+            copies <= 1,
+            "a duplicate of ours in round {rounds}: {pre:#?}"
+        );
+        seen_ours |= copies == 1;
+        assert_eq!(
+            without(&pre, &ours),
+            [CALI.to_string(), KUBE.into(), HOSTPORT.into()],
+            "a foreign rule lost in round {rounds}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    let rounds = calico.join().expect("calico thread");
-    assert!(rounds >= 10, "the writer ran {rounds} rounds");
-    assert!((1..=2).contains(&writes), "{writes} writes");
-    let pre = node.rules("nat", "PREROUTING");
-    assert_eq!(
-        pre,
-        [
-            CALI.to_string(),
-            jump(&d, "PREROUTING"),
-            KUBE.into(),
-            HOSTPORT.into()
-        ]
+    drop(guard);
+    let stats = runner.join().expect("refresh thread");
+    assert!(rounds >= 50, "the writer ran {rounds} rounds");
+    assert!(seen_ours);
+    assert!(stats.passes >= 30, "{stats:?}");
+    assert_eq!(stats.errors, 0, "{stats:?}");
+    assert!(
+        (1..=2).contains(&stats.writes),
+        "placed once, moved at most once: {stats:?}"
     );
-    assert_eq!(ipt.reconcile(&d).unwrap().writes, 0);
+    let pre = node.rules("nat", "PREROUTING");
+    assert_eq!(pre, [CALI.to_string(), ours, KUBE.into(), HOSTPORT.into()]);
+    assert_eq!(node.ipt().reconcile(&d).unwrap().writes, 0);
 }
 
 /// 1,000 subnets' rules (a masquerade each in nat, two accepts each in filter) applied from
@@ -567,18 +453,10 @@ fn thousand_subnets_timed(backend: Backend) {
     let cidrs: Vec<String> = (0..1000)
         .map(|i| format!("10.{}.{}.0/24", 100 + i / 256, i % 256))
         .collect();
-    let masq: Vec<String> = cidrs
-        .iter()
-        .map(|c| format!("-s {c} ! -d {c} -j MASQUERADE"))
-        .collect();
-    let fwd: Vec<String> = cidrs
-        .iter()
-        .flat_map(|c| [format!("-s {c} -j ACCEPT"), format!("-d {c} -j ACCEPT")])
-        .collect();
-    let masq: Vec<&str> = masq.iter().map(String::as_str).collect();
-    let fwd: Vec<&str> = fwd.iter().map(String::as_str).collect();
-    let nat = DesiredTable::node_nat(&[], &masq);
-    let filter = DesiredTable::node_filter(&fwd);
+    let cidrs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
+    let [nat, filter]: [DesiredTable; 2] = ovn_vpc::node::per_cidr_tables(&cidrs)
+        .try_into()
+        .expect("nat and filter");
     let ipt = node.ipt();
 
     let start = Instant::now();

@@ -3,8 +3,7 @@
 //! mangle table name the backend kubelet uses; without them the backend holding more rules wins
 //! (nft on a tie, as on a fresh host).
 
-use std::process::Command;
-
+use super::exec::run_tool;
 use super::IptablesError;
 
 /// Which iptables implementation holds the host's rules.
@@ -49,30 +48,7 @@ impl Backend {
     /// Detects the backend of the host (or of network namespace `netns`) by running
     /// `iptables-nft-save`, `iptables-legacy-save` and their ip6tables twins.
     pub fn detect(netns: Option<&str>) -> Result<Backend, IptablesError> {
-        let save = |program: &str, args: &[&str]| -> Result<String, IptablesError> {
-            let mut cmd = match netns {
-                Some(ns) => {
-                    let mut c = Command::new("ip");
-                    c.args(["netns", "exec", ns, program]);
-                    c
-                }
-                None => Command::new(program),
-            };
-            let out = cmd
-                .args(args)
-                .output()
-                .map_err(|source| IptablesError::Spawn {
-                    program: program.to_string(),
-                    source,
-                })?;
-            if !out.status.success() {
-                return Err(IptablesError::Tool {
-                    command: format!("{program} {}", args.join(" ")),
-                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
+        let save = |program: &str, args: &[&str]| run_tool(program, args, netns, None, None);
         let count = |s: &str| s.lines().filter(|l| l.starts_with("-A ")).count();
         let nft_mangle = save("iptables-nft-save", &["-t", "mangle"])?;
         let legacy_mangle = save("iptables-legacy-save", &["-t", "mangle"])?;

@@ -12,6 +12,7 @@
 //! desired.
 
 mod backend;
+mod exec;
 mod plan;
 mod restore;
 mod save;
@@ -19,6 +20,7 @@ mod save;
 mod sim;
 
 pub use backend::{Backend, Family};
+pub(crate) use exec::run_tool;
 pub use plan::{plan_removal, plan_table, DesiredChain, DesiredTable, Jump, Rule};
 pub use restore::{Iptables, Reconciled};
 pub use save::{parse_save, SavedChain, SavedRule, SavedTable};

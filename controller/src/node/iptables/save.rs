@@ -142,7 +142,9 @@ pub fn parse_save(text: &str, table: &str) -> Result<SavedTable, IptablesError> 
             continue;
         }
         if let Some(c) = line.strip_prefix('#') {
-            if c.contains("is incompatible") {
+            // A whole-ruleset save may report another table as incompatible: not ours to judge.
+            let names_table = c.contains(&format!("`{table}'")) || !c.contains('`');
+            if c.contains("is incompatible") && names_table {
                 return Err(IptablesError::Incompatible {
                     table: table.to_string(),
                     message: c.trim().to_string(),
@@ -280,6 +282,13 @@ COMMIT
     fn an_absent_table_is_empty() {
         let t = parse_save("", "nat").unwrap();
         assert!(t.chains.is_empty());
+    }
+
+    #[test]
+    fn another_incompatible_table_does_not_matter() {
+        let text = "# Table `mangle' is incompatible, use 'nft' tool.\n*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n";
+        assert_eq!(parse_save(text, "nat").unwrap().chains.len(), 1);
+        assert!(parse_save(text, "mangle").is_err());
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! `ovn-vpc node`: the per-node shim. Derives the node rules from Subnets (standalone: from
+//! manifests), then reconciles once (`--once`), removes everything of ours (`--cleanup`), or
+//! keeps them in place with the refresh loop and serves `/healthz` and `/readyz` until SIGINT
+//! or SIGTERM. Rules stay in place on exit: a restarting DaemonSet pod must not cut traffic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use ovn_vpc::api::Object;
+use ovn_vpc::node::{node_refresh, parse_duration, Backend, NodeRules};
+
+/// `ovn-vpc node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Manifest files or directories to read Subnets from (standalone mode).
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
+    /// Reconcile once and exit; non-zero when anything failed.
+    #[arg(long, conflicts_with = "cleanup")]
+    once: bool,
+    /// Remove every rule, chain and ipset of ours and exit; foreign rules are untouched.
+    #[arg(long)]
+    cleanup: bool,
+    /// How often every table is re-read and repaired (`500ms`, `10s`, `2m`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    refresh_interval: Duration,
+    /// How often the chains of ours are polled for a flush (`0s` turns the poll off).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    canary_interval: Duration,
+    /// The iptables backend: detected as kube-proxy does, or forced.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    /// Where `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "0.0.0.0:10665")]
+    health_addr: SocketAddr,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// kubelet's hint chains, else the backend holding more rules (nft on a tie).
+    Auto,
+    /// iptables-legacy.
+    Legacy,
+    /// iptables-nft.
+    Nft,
+}
+
+/// How long the loop may go without a beat before `/healthz` fails.
+const LIVENESS_WINDOW: Duration = Duration::from_secs(30);
+
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let rules = if args.files.is_empty() {
+        if !args.cleanup {
+            // TODO(kube runtime): watch Subnets through the Kubernetes API when no -f is given.
+            bail!("reading Subnets from Kubernetes is not built yet; give -f FILE|DIR (standalone mode)");
+        }
+        // Cleanup needs only the names of our chains and sets, which do not depend on Subnets.
+        NodeRules::from_subnets(&[]).map_err(anyhow::Error::msg)?
+    } else {
+        let m = ovn_vpc::manifest::load(&args.files)?;
+        let subnets = m.objects.iter().filter_map(|o| match o {
+            Object::Subnet(s) => Some(s),
+            _ => None,
+        });
+        NodeRules::from_subnets(subnets).map_err(anyhow::Error::msg)?
+    };
+    let backend = match args.backend {
+        BackendArg::Legacy => Backend::Legacy,
+        BackendArg::Nft => Backend::Nft,
+        BackendArg::Auto => Backend::detect(None).context("detecting the iptables backend")?,
+    };
+    let refresh = node_refresh(&rules, backend, None)
+        .interval(args.refresh_interval)
+        .canary_interval((!args.canary_interval.is_zero()).then_some(args.canary_interval));
+
+    if args.cleanup {
+        return match refresh.cleanup() {
+            Ok(writes) => {
+                println!("cleanup: {writes} write(s); nothing of ours is left");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("ovn-vpc node --cleanup: {e}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    let pods = rules.sets.iter().map(|s| s.members.len()).sum::<usize>();
+    if args.once {
+        let mut stats = Default::default();
+        refresh.pass(&mut stats);
+        let problems = refresh.problems();
+        println!(
+            "reconciled ({backend:?}): {} write(s), {} error(s); {pods} set member(s)",
+            stats.writes, stats.errors
+        );
+        for p in &problems {
+            eprintln!("not ready: {p}");
+        }
+        return Ok(if stats.errors == 0 && problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            if let Some(e) = stats.last_error {
+                eprintln!("ovn-vpc node --once: {e}");
+            }
+            ExitCode::FAILURE
+        });
+    }
+
+    // Block the stop signals before any thread starts, so only `wait` below receives them.
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()?;
+
+    let refresh = Arc::new(refresh);
+    let beat = Arc::new(AtomicU64::new(now_ms()));
+    let live: ovn_vpc::node::Probe = {
+        let beat = Arc::clone(&beat);
+        Box::new(move || {
+            let age = now_ms().saturating_sub(beat.load(Ordering::Relaxed));
+            if u128::from(age) <= LIVENESS_WINDOW.as_millis() {
+                Ok(())
+            } else {
+                Err(vec![format!("the refresh loop has not run for {age} ms")])
+            }
+        })
+    };
+    let ready: ovn_vpc::node::Probe = {
+        let refresh = Arc::clone(&refresh);
+        Box::new(move || {
+            let p = refresh.problems();
+            if p.is_empty() {
+                Ok(())
+            } else {
+                Err(p)
+            }
+        })
+    };
+    let bound = ovn_vpc::node::serve_health(args.health_addr, live, ready)
+        .with_context(|| format!("serving health on {}", args.health_addr))?;
+    println!(
+        "node: {backend:?} backend, {pods} set member(s), refresh every {:?}, health on http://{bound}",
+        args.refresh_interval
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (refresh, stop, beat) = (Arc::clone(&refresh), Arc::clone(&stop), Arc::clone(&beat));
+        std::thread::Builder::new()
+            .name("refresh".into())
+            .spawn(move || refresh.run_beating(&stop, &beat))?
+    };
+    let sig = set.wait()?;
+    stop.store(true, Ordering::Relaxed);
+    let stats = looper
+        .join()
+        .map_err(|_| anyhow::anyhow!("the refresh loop panicked"))?;
+    eprintln!(
+        "ovn-vpc node: {sig:?}, stopping; {} pass(es), {} write(s), {} canary repair(s), {} error(s)",
+        stats.passes, stats.writes, stats.canary_repairs, stats.errors
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
