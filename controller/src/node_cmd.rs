@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use ovn_vpc::api::Object;
+use ovn_vpc::node::chassis::{configure, ChassisConfig};
 use ovn_vpc::node::{node_refresh, parse_duration, Backend, NodeRules};
 
 /// `ovn-vpc node`.
@@ -38,6 +39,65 @@ pub struct NodeArgs {
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:10665")]
     health_addr: SocketAddr,
+    #[command(flatten)]
+    chassis: ChassisArgs,
+}
+
+/// The chassis configuration `ovn-vpc node` writes into the local Open_vSwitch database at
+/// start (through our OVSDB client) when `--ovn-remote` is given.
+#[derive(Debug, clap::Args)]
+pub struct ChassisArgs {
+    /// The Southbound remote ovn-controller should use (`ovn-remote`); configures the chassis.
+    #[arg(long, env = "OVN_SB_DB")]
+    ovn_remote: Option<String>,
+    /// The local Open_vSwitch database.
+    #[arg(long, env = "OVS_DB", default_value = "unix:/run/openvswitch/db.sock")]
+    ovs: String,
+    /// The chassis name (`system-id`); default: the node name, else the host name.
+    #[arg(long, env = "NODE_NAME")]
+    system_id: Option<String>,
+    /// The tunnel endpoint address of this node (`ovn-encap-ip`).
+    #[arg(long, env = "NODE_IP")]
+    encap_ip: Option<String>,
+    /// `ovn-encap-type`.
+    #[arg(long, default_value = "geneve")]
+    encap_type: String,
+    /// Physical networks to bridges, `physnet:br-ex[,net2:br2]` (`ovn-bridge-mappings`).
+    #[arg(long, value_delimiter = ',')]
+    bridge_mappings: Vec<String>,
+}
+
+impl ChassisArgs {
+    /// The configuration to write, or `None` without `--ovn-remote`.
+    fn config(&self) -> anyhow::Result<Option<ChassisConfig>> {
+        let Some(remote) = &self.ovn_remote else {
+            return Ok(None);
+        };
+        let system_id = match &self.system_id {
+            Some(s) => s.clone(),
+            None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+        };
+        let encap_ip = self
+            .encap_ip
+            .clone()
+            .context("--encap-ip (or NODE_IP) is required with --ovn-remote")?;
+        let bridge_mappings = self
+            .bridge_mappings
+            .iter()
+            .map(|m| {
+                m.split_once(':')
+                    .map(|(n, b)| (n.to_string(), b.to_string()))
+                    .with_context(|| format!("--bridge-mappings: {m:?} is not NETWORK:BRIDGE"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(ChassisConfig {
+            system_id,
+            ovn_remote: remote.clone(),
+            encap_type: self.encap_type.clone(),
+            encap_ip,
+            bridge_mappings,
+        }))
+    }
 }
 
 /// `--backend`.
@@ -92,6 +152,16 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         };
+    }
+    if let Some(cfg) = args.chassis.config()? {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(configure(&args.chassis.ovs, &cfg))?;
+        println!(
+            "chassis {}: ovn-remote {}, encap {} {}",
+            cfg.system_id, cfg.ovn_remote, cfg.encap_type, cfg.encap_ip
+        );
     }
     let pods = rules.sets.iter().map(|s| s.members.len()).sum::<usize>();
     if args.once {

@@ -170,30 +170,10 @@ impl Node {
     }
 }
 
-/// The `ovn-vpc` binary of this workspace, built once per test process (`cargo build -p
-/// ovn-vpc --bin ovn-vpc`; a no-op when fresh), so a test never runs a stale binary.
+/// The `ovn-vpc` binary of this workspace, built once per test process (a no-op when fresh),
+/// so a test never runs a stale binary: see [`crate::workspace_bin`].
 pub fn ovn_vpc_bin() -> std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut build = Command::new(cargo);
-        build.args(["build", "-q", "-p", "ovn-vpc", "--bin", "ovn-vpc"]);
-        if exe.components().any(|c| c.as_os_str() == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p ovn-vpc failed");
-        // target/<profile>/deps/<test> → target/<profile>/ovn-vpc
-        let bin = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target dir")
-            .join("ovn-vpc");
-        assert!(bin.exists(), "{} not built", bin.display());
-        bin
-    })
-    .clone()
+    crate::workspace_bin("ovn-vpc", "ovn-vpc")
 }
 
 /// `both_backends!(a, b)` makes tests `legacy::a`, `nft::a`, `legacy::b`, ... calling the

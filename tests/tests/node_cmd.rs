@@ -368,3 +368,82 @@ fn readyz_reports_the_function(backend: Backend) {
     assert_eq!(ours(&pre).len(), 1);
     assert!(at(&pre, &jump) < at(&pre, KUBE), "{pre:#?}");
 }
+
+/// With `--ovn-remote`, `ovn-vpc node` first points the chassis at the Southbound through the
+/// local Open_vSwitch database (our OVSDB client), then reconciles its rules; ovn-controller
+/// follows (its tunnel endpoint moves in the Southbound).
+#[test]
+fn node_configures_the_chassis_before_its_rules() {
+    let sandbox = ovn_vpc::sandbox::Sandbox::builder()
+        .chassis(1)
+        .start()
+        .unwrap();
+    let ch = &sandbox.chassis()[0];
+    let sb = sandbox.sb_remote().unwrap();
+    let (node, dir) = seeded(Backend::Legacy);
+    let manifest = dir.path().join("subnets.yaml");
+    let (ok, text) = ovn_vpc(
+        &node,
+        &[
+            "node",
+            "--once",
+            "--backend",
+            "legacy",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--ovs",
+            &ch.ovs_remote(),
+            "--ovn-remote",
+            &sb,
+            "--system-id",
+            ch.system_id(),
+            "--encap-ip",
+            "127.0.0.77",
+            "--bridge-mappings",
+            "physnet:br-ex,ext:br-ext",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "chassis {}: ovn-remote {sb}, encap geneve 127.0.0.77",
+            ch.system_id()
+        )),
+        "{text}"
+    );
+    let ids = ovn_vpc_tests::vsctl(
+        &ch.ovs_remote(),
+        &["get", "Open_vSwitch", ".", "external_ids"],
+    );
+    assert!(
+        ids.contains("ovn-bridge-mappings=\"physnet:br-ex,ext:br-ext\""),
+        "{ids}"
+    );
+    assert!(ids.contains("ovn-encap-ip=\"127.0.0.77\""), "{ids}");
+    let moved = ovn_vpc_tests::eventually(30, || {
+        ovn_vpc_tests::sbctl(&sb, &["--columns=ip", "list", "Encap"]).contains("127.0.0.77")
+    });
+    assert!(moved, "ovn-controller did not follow");
+    // The rules were reconciled as well.
+    assert!(node.save_text("nat").contains("OVN-POSTROUTING"));
+
+    // A mapping that is not NETWORK:BRIDGE is refused before anything is written.
+    let (ok, text) = ovn_vpc(
+        &node,
+        &[
+            "node",
+            "--once",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--ovs",
+            &ch.ovs_remote(),
+            "--ovn-remote",
+            &sb,
+            "--encap-ip",
+            "127.0.0.78",
+            "--bridge-mappings",
+            "physnet",
+        ],
+    );
+    assert!(!ok && text.contains("is not NETWORK:BRIDGE"), "{text}");
+}
