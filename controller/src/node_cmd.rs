@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
-use ovn_vpc::api::Object;
+use anyhow::Context as _;
+use ovn_vpc::api::{Object, Subnet};
 use ovn_vpc::node::chassis::{configure, ChassisConfig};
-use ovn_vpc::node::{node_refresh, parse_duration, Backend, NodeRules};
+use ovn_vpc::node::{node_refresh, parse_duration, Backend, NodeRules, Refresh, RefreshStats};
 
 /// `ovn-vpc node`.
 #[derive(Debug, clap::Args)]
@@ -39,8 +39,60 @@ pub struct NodeArgs {
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:10665")]
     health_addr: SocketAddr,
+    /// Kubernetes mode (no -f): the kubeconfig to read Subnets with (default: inferred —
+    /// in-cluster service account, `KUBECONFIG`, `~/.kube/config`).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: how often Subnets are re-listed; changed rules are applied at once.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    subnet_poll: Duration,
     #[command(flatten)]
     chassis: ChassisArgs,
+}
+
+/// Where the Subnets come from.
+enum Source {
+    Files(Vec<PathBuf>),
+    Kube(kube::Client, tokio::runtime::Runtime),
+}
+
+impl Source {
+    fn rules(&self) -> anyhow::Result<NodeRules> {
+        match self {
+            Source::Files(files) => {
+                let m = ovn_vpc::manifest::load(files)?;
+                let subnets = m.objects.iter().filter_map(|o| match o {
+                    Object::Subnet(s) => Some(s),
+                    _ => None,
+                });
+                NodeRules::from_subnets(subnets).map_err(anyhow::Error::msg)
+            }
+            Source::Kube(client, rt) => {
+                let api: kube::Api<Subnet> = kube::Api::all(client.clone());
+                let list = rt
+                    .block_on(api.list(&Default::default()))
+                    .context("listing Subnets from the Kubernetes API")?;
+                NodeRules::from_subnets(list.items.iter()).map_err(anyhow::Error::msg)
+            }
+        }
+    }
+}
+
+fn kube_source(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Source> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = rt.block_on(async {
+        let config = match kubeconfig {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(p)?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+            }
+            None => kube::Config::infer().await?,
+        };
+        anyhow::Ok(kube::Client::try_from(config)?)
+    })?;
+    Ok(Source::Kube(client, rt))
 }
 
 /// The chassis configuration `ovn-vpc node` writes into the local Open_vSwitch database at
@@ -115,21 +167,15 @@ pub enum BackendArg {
 const LIVENESS_WINDOW: Duration = Duration::from_secs(30);
 
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let rules = if args.files.is_empty() {
-        if !args.cleanup {
-            // TODO(kube runtime): watch Subnets through the Kubernetes API when no -f is given.
-            bail!("reading Subnets from Kubernetes is not built yet; give -f FILE|DIR (standalone mode)");
-        }
+    let source = if !args.files.is_empty() {
+        Source::Files(args.files.clone())
+    } else if args.cleanup {
         // Cleanup needs only the names of our chains and sets, which do not depend on Subnets.
-        NodeRules::from_subnets(&[]).map_err(anyhow::Error::msg)?
+        Source::Files(Vec::new())
     } else {
-        let m = ovn_vpc::manifest::load(&args.files)?;
-        let subnets = m.objects.iter().filter_map(|o| match o {
-            Object::Subnet(s) => Some(s),
-            _ => None,
-        });
-        NodeRules::from_subnets(subnets).map_err(anyhow::Error::msg)?
+        kube_source(args.kubeconfig.as_deref()).context("Kubernetes mode (no -f given)")?
     };
+    let rules = source.rules()?;
     let backend = match args.backend {
         BackendArg::Legacy => Backend::Legacy,
         BackendArg::Nft => Backend::Nft,
@@ -192,7 +238,6 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     set.add(Signal::SIGTERM);
     set.thread_block()?;
 
-    let refresh = Arc::new(refresh);
     let beat = Arc::new(AtomicU64::new(now_ms()));
     let live: ovn_vpc::node::Probe = {
         let beat = Arc::clone(&beat);
@@ -205,9 +250,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // The refresh in force; replaced when the Subnets change (Kubernetes mode).
+    let current = Arc::new(Mutex::new(Arc::new(refresh)));
     let ready: ovn_vpc::node::Probe = {
-        let refresh = Arc::clone(&refresh);
+        let current = Arc::clone(&current);
         Box::new(move || {
+            let refresh = Arc::clone(&current.lock().unwrap_or_else(|e| e.into_inner()));
             let p = refresh.problems();
             if p.is_empty() {
                 Ok(())
@@ -223,15 +271,33 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         args.refresh_interval
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let looper = {
-        let (refresh, stop, beat) = (Arc::clone(&refresh), Arc::clone(&stop), Arc::clone(&beat));
+    let supervisor = {
+        let (current, stop, beat) = (Arc::clone(&current), Arc::clone(&stop), Arc::clone(&beat));
+        let (refresh_interval, canary_interval) = (args.refresh_interval, args.canary_interval);
+        let poll = matches!(source, Source::Kube(..)).then_some(args.subnet_poll);
         std::thread::Builder::new()
             .name("refresh".into())
-            .spawn(move || refresh.run_beating(&stop, &beat))?
+            .spawn(move || {
+                supervise(
+                    source,
+                    rules,
+                    &current,
+                    &stop,
+                    &beat,
+                    poll,
+                    |r: &NodeRules| {
+                        node_refresh(r, backend, None)
+                            .interval(refresh_interval)
+                            .canary_interval(
+                                (!canary_interval.is_zero()).then_some(canary_interval),
+                            )
+                    },
+                )
+            })?
     };
     let sig = set.wait()?;
     stop.store(true, Ordering::Relaxed);
-    let stats = looper
+    let stats = supervisor
         .join()
         .map_err(|_| anyhow::anyhow!("the refresh loop panicked"))?;
     eprintln!(
@@ -239,6 +305,65 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         stats.passes, stats.writes, stats.canary_repairs, stats.errors
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the refresh loop of `current` until `stop`; with `poll` (Kubernetes mode), re-derives
+/// the rules from the Subnets that often and, when they changed, swaps in a refresh of the new
+/// rules (its first pass writes the difference: new CIDRs added, removed ones deleted).
+fn supervise(
+    source: Source,
+    mut rules: NodeRules,
+    current: &Mutex<Arc<Refresh>>,
+    stop: &AtomicBool,
+    beat: &AtomicU64,
+    poll: Option<Duration>,
+    refresh_of: impl Fn(&NodeRules) -> Refresh,
+) -> RefreshStats {
+    let mut total = RefreshStats::default();
+    loop {
+        let refresh = Arc::clone(&current.lock().unwrap_or_else(|e| e.into_inner()));
+        let inner = AtomicBool::new(false);
+        let next_rules = std::thread::scope(|scope| {
+            let looper = scope.spawn(|| refresh.run_beating(&inner, beat));
+            let mut due = poll.map(|p| Instant::now() + p);
+            let changed = loop {
+                if stop.load(Ordering::Relaxed) {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                let (Some(at), Some(every)) = (due, poll) else {
+                    continue;
+                };
+                if Instant::now() < at {
+                    continue;
+                }
+                due = Some(Instant::now() + every);
+                match source.rules() {
+                    Ok(new) if new != rules => break Some(new),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-reading the Subnets failed; keeping the rules in force")
+                    }
+                }
+            };
+            inner.store(true, Ordering::Relaxed);
+            let stats = looper.join().unwrap_or_default();
+            total.passes += stats.passes;
+            total.writes += stats.writes;
+            total.canary_repairs += stats.canary_repairs;
+            total.errors += stats.errors;
+            if stats.last_error.is_some() {
+                total.last_error = stats.last_error;
+            }
+            changed
+        });
+        let Some(new) = next_rules else {
+            return total;
+        };
+        tracing::info!("the Subnets changed; applying the new node rules");
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(refresh_of(&new));
+        rules = new;
+    }
 }
 
 fn now_ms() -> u64 {

@@ -447,3 +447,149 @@ fn node_configures_the_chassis_before_its_rules() {
     );
     assert!(!ok && text.contains("is not NETWORK:BRIDGE"), "{text}");
 }
+
+/// Kubernetes mode (no `-f`): the Subnets are listed from the API server named by
+/// `--kubeconfig` (here a stand-in in the node's namespace serving a SubnetList).
+#[test]
+fn without_manifests_the_subnets_come_from_the_kubernetes_api() {
+    let (node, dir) = seeded(Backend::Legacy);
+    let list = serde_json::json!({
+        "apiVersion": "ovnvpc.io/v1", "kind": "SubnetList", "metadata": {"resourceVersion": "7"},
+        "items": [{"apiVersion": "ovnvpc.io/v1", "kind": "Subnet", "metadata": {"name": "ovn-default"},
+                   "spec": {"cidrs": ["10.16.0.0/16"], "natOutgoing": true, "default": true}},
+                  {"apiVersion": "ovnvpc.io/v1", "kind": "Subnet", "metadata": {"name": "extra"},
+                   "spec": {"cidrs": ["10.99.0.0/16"]}}]});
+    let file = dir.path().join("subnets.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let mut api = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node.ns.name(),
+            env!("CARGO_BIN_EXE_tcp-peer"),
+            "http",
+            "127.0.0.1:16443",
+        ])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the stand-in API server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(api.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _api = Kill(api);
+    assert_eq!(line.trim(), "listening");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"http://127.0.0.1:16443\"}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let (ok, text) = ovn_vpc(
+        &node,
+        &[
+            "node",
+            "--once",
+            "--backend",
+            "legacy",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let sets = node.ipset_save();
+    assert!(
+        sets.contains("10.16.0.0/16") && sets.contains("10.99.0.0/16"),
+        "{sets}"
+    );
+    assert!(node.save_text("nat").contains("OVN-POSTROUTING"));
+
+    // Running: a Subnet added in the API reaches the ipset within a poll or two.
+    let mut shim = Command::new("ip")
+        .args(["netns", "exec", node.ns.name()])
+        .arg(ovn_vpc_bin())
+        .args([
+            "node",
+            "--backend",
+            "legacy",
+            "--subnet-poll",
+            "200ms",
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ovn-vpc node");
+    let shim_pid = shim.id().to_string();
+    within(
+        Duration::from_secs(20),
+        "ovn-vpc node ready on the first list",
+        || node.http_get(HEALTH_PORT, "/readyz").map(|r| r.0) == Some(200),
+    );
+    drop(_api);
+    let more = list.to_string().replace("10.99.0.0/16", "10.98.0.0/16");
+    std::fs::write(&file, more).unwrap();
+    let mut api2 = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node.ns.name(),
+            env!("CARGO_BIN_EXE_tcp-peer"),
+            "http",
+            "127.0.0.1:16443",
+        ])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart the stand-in API server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(api2.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _api = Kill(api2);
+    let took = within(
+        Duration::from_secs(10),
+        "the new Subnet in the ipset",
+        || {
+            let sets = node.ipset_save();
+            sets.contains("10.98.0.0/16") && !sets.contains("10.99.0.0/16")
+        },
+    );
+    eprintln!("subnet change applied in {took:?}");
+    let _ = Command::new("kill").args(["-TERM", &shim_pid]).status();
+    let _ = shim.wait();
+
+    // No API server: a clear error, nothing half-done.
+    drop(_api);
+    let (ok, text) = ovn_vpc(
+        &node,
+        &[
+            "node",
+            "--once",
+            "--backend",
+            "legacy",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && text.contains("listing Subnets from the Kubernetes API"),
+        "{text}"
+    );
+}
