@@ -249,9 +249,13 @@ fn once_then_cleanup_leaves_foreign_rules_untouched(backend: Backend) {
     let (ok, out) = ovn_vpc(&node, &["node", "--cleanup", "--backend", b]);
     assert!(ok && out.contains(" 0 write(s)"), "{out}");
 
-    // Without -f (and without --cleanup) the Kubernetes mode is asked for: a clear error.
+    // Without -f (and without --cleanup) the Subnets come from Kubernetes: with no cluster
+    // configuration at all, a clear error.
     let (ok, out) = ovn_vpc(&node, &["node", "--once", "--backend", b]);
-    assert!(!ok && out.contains("give -f"), "{out}");
+    assert!(
+        !ok && out.contains("Kubernetes mode (no -f given)"),
+        "{out}"
+    );
     // --once fails (non-zero) when the rules cannot be written: a manifest with a bad CIDR.
     std::fs::write(
         dir.path().join("bad.yaml"),
