@@ -29,7 +29,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a local OVN sandbox (ovsdb-server, ovn-northd, a netdev chassis from the
-    /// distribution's packages), show what runs, and tear it down (or keep it with --keep).
+    /// distribution's packages), apply the bundled examples (two VPCs on the same CIDR with NAT
+    /// gateways) or -f manifests, print `show`, and tear it down (or keep it with --keep).
     Demo {
         /// Keep the sandbox running until interrupted (Ctrl-C).
         #[arg(long)]
@@ -193,7 +194,9 @@ enum Command {
     },
     /// Keep the host iptables rules and ipsets the overlay needs on this node (the node shim):
     /// masquerade for natOutgoing subnets of the default VPC, the overlay mark, FORWARD accepts
-    /// for pod CIDRs; IPv4 and IPv6. Serves /healthz and /readyz until SIGINT/SIGTERM.
+    /// for pod CIDRs; IPv4 and IPv6. Subnets from -f manifests, else from the Kubernetes API;
+    /// with --ovn-remote it also configures the chassis. Serves /healthz and /readyz until
+    /// SIGINT/SIGTERM.
     Node(node_cmd::NodeArgs),
     /// Print the CustomResourceDefinitions of the ovnvpc.io API (what deploy/crds.yaml holds).
     Crds,

@@ -1,5 +1,6 @@
-//! `ovn-vpc node`: the per-node shim. Derives the node rules from Subnets (standalone: from
-//! manifests), then reconciles once (`--once`), removes everything of ours (`--cleanup`), or
+//! `ovn-vpc node`: the per-node shim. Derives the node rules from Subnets (from manifests with
+//! `-f`, else listed from the Kubernetes API and re-listed every `--subnet-poll`), optionally
+//! points the chassis at the Southbound (`--ovn-remote`), then reconciles once (`--once`), removes everything of ours (`--cleanup`), or
 //! keeps them in place with the refresh loop and serves `/healthz` and `/readyz` until SIGINT
 //! or SIGTERM. Rules stay in place on exit: a restarting DaemonSet pod must not cut traffic.
 

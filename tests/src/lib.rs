@@ -170,3 +170,56 @@ pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
     }
     dir.join(name)
 }
+
+/// A stand-in Kubernetes API server: `tcp-peer http ADDR FILE` run inside network namespace
+/// `netns` (answers every request with FILE); killed by pid on drop.
+pub struct StandInApi(std::process::Child);
+
+impl StandInApi {
+    /// Starts `tcp_peer` (the test's `CARGO_BIN_EXE_tcp-peer`) serving `body` on `addr` in
+    /// `netns`; returns once it listens.
+    pub fn start(tcp_peer: &str, netns: &str, addr: &str, body: &std::path::Path) -> StandInApi {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns, tcp_peer, "http", addr])
+            .arg(body)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the stand-in API server");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        let api = StandInApi(child);
+        assert_eq!(
+            line.trim(),
+            "listening",
+            "the stand-in API server did not start"
+        );
+        api
+    }
+}
+
+impl Drop for StandInApi {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes a kubeconfig for `server` (`http://127.0.0.1:PORT`, a token user) into `dir`.
+pub fn write_kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let p = dir.join("kubeconfig");
+    std::fs::write(
+        &p,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\"}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\n\
+             contexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    p
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ovn_vpc::node::chassis::{configure, ChassisConfig};
 use ovn_vpc::sandbox::{Netns, Sandbox, NETNS_PREFIX};
-use ovn_vpc_tests::{nbctl, run, vsctl, workspace_bin};
+use ovn_vpc_tests::{nbctl, run, vsctl, workspace_bin, write_kubeconfig, StandInApi};
 use serde_json::Value;
 
 /// How long a connection that must work may take to start working (flows are programmed
@@ -919,33 +919,8 @@ fn in_cluster_mode_the_plugin_plumbs_a_pod_from_its_annotations() {
             "ovnvpc.io/mac_address": mac, "ovnvpc.io/cidr": "10.0.1.0/24",
             "ovnvpc.io/gateway": "10.0.1.1", "ovnvpc.io/logical_switch": "a-net1"}}});
     std::fs::write(&pod_json, pod.to_string()).unwrap();
-    let mut api = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            w.chassis_ns(),
-            tcp_peer(),
-            "http",
-            "127.0.0.1:16443",
-        ])
-        .arg(&pod_json)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the stand-in API server");
-    let mut line = String::new();
-    BufReader::new(api.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let api = Server(api);
-    assert_eq!(line.trim(), "listening");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"http://127.0.0.1:16443\"}}]\n\
-         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
-    )
-    .unwrap();
+    let api = StandInApi::start(tcp_peer(), w.chassis_ns(), "127.0.0.1:16443", &pod_json);
+    let kubeconfig = write_kubeconfig(dir.path(), "http://127.0.0.1:16443");
     let mut conf: Value = serde_json::from_str(&w.plugin.conf).unwrap();
     conf.as_object_mut().unwrap().remove("nb");
     conf["kubeconfig"] = Value::String(kubeconfig.display().to_string());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ovn_vpc::node::{Backend, Family};
 use ovn_vpc_tests::node::{ovn_vpc_bin, Node, CALI, HOSTPORT, KUBE};
+use ovn_vpc_tests::{write_kubeconfig, StandInApi};
 
 /// Subnets of the default VPC (one dual-stack with natOutgoing, one without), a custom VPC's
 /// subnet and an external subnet: only the first two reach the node rules.
@@ -465,42 +466,9 @@ fn without_manifests_the_subnets_come_from_the_kubernetes_api() {
                    "spec": {"cidrs": ["10.99.0.0/16"]}}]});
     let file = dir.path().join("subnets.json");
     std::fs::write(&file, list.to_string()).unwrap();
-    let mut api = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.ns.name(),
-            env!("CARGO_BIN_EXE_tcp-peer"),
-            "http",
-            "127.0.0.1:16443",
-        ])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the stand-in API server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(api.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _api = Kill(api);
-    assert_eq!(line.trim(), "listening");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"http://127.0.0.1:16443\"}}]\n\
-         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
-    )
-    .unwrap();
+    let tcp_peer = env!("CARGO_BIN_EXE_tcp-peer");
+    let api = StandInApi::start(tcp_peer, node.ns.name(), "127.0.0.1:16443", &file);
+    let kubeconfig = write_kubeconfig(dir.path(), "http://127.0.0.1:16443");
     let (ok, text) = ovn_vpc(
         &node,
         &[
@@ -521,7 +489,7 @@ fn without_manifests_the_subnets_come_from_the_kubernetes_api() {
     assert!(node.save_text("nat").contains("OVN-POSTROUTING"));
 
     // Running: a Subnet added in the API reaches the ipset within a poll or two.
-    let mut shim = Command::new("ip")
+    let shim = Command::new("ip")
         .args(["netns", "exec", node.ns.name()])
         .arg(ovn_vpc_bin())
         .args([
@@ -537,36 +505,17 @@ fn without_manifests_the_subnets_come_from_the_kubernetes_api() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn ovn-vpc node");
-    let shim_pid = shim.id().to_string();
+    // Stopped by pid on drop, also when an assertion below fails.
+    let shim = Shim(shim);
     within(
         Duration::from_secs(20),
         "ovn-vpc node ready on the first list",
         || node.http_get(HEALTH_PORT, "/readyz").map(|r| r.0) == Some(200),
     );
-    drop(_api);
+    drop(api);
     let more = list.to_string().replace("10.99.0.0/16", "10.98.0.0/16");
     std::fs::write(&file, more).unwrap();
-    let mut api2 = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.ns.name(),
-            env!("CARGO_BIN_EXE_tcp-peer"),
-            "http",
-            "127.0.0.1:16443",
-        ])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("restart the stand-in API server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(api2.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let _api = Kill(api2);
+    let api = StandInApi::start(tcp_peer, node.ns.name(), "127.0.0.1:16443", &file);
     let took = within(
         Duration::from_secs(10),
         "the new Subnet in the ipset",
@@ -576,11 +525,10 @@ fn without_manifests_the_subnets_come_from_the_kubernetes_api() {
         },
     );
     eprintln!("subnet change applied in {took:?}");
-    let _ = Command::new("kill").args(["-TERM", &shim_pid]).status();
-    let _ = shim.wait();
+    drop(shim);
 
     // No API server: a clear error, nothing half-done.
-    drop(_api);
+    drop(api);
     let (ok, text) = ovn_vpc(
         &node,
         &[
