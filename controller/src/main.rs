@@ -66,6 +66,10 @@ enum Command {
         /// Print what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Remove our rows even when foreign rows would go with them (foreign children of
+        /// our rows, which ovsdb-server collects) or lose references to them; they are listed.
+        #[arg(long)]
+        force: bool,
         /// In a cluster: first stop the controller Deployment (it would put rows back), and
         /// after the OVN rows remove our finalizers from every object.
         #[arg(long)]
@@ -141,6 +145,9 @@ enum Command {
         /// Also remove rows of ours whose objects are not in the manifests.
         #[arg(long)]
         prune: bool,
+        /// With --prune: allow manifests that hold no object (removes every row of ours).
+        #[arg(long)]
+        force: bool,
     },
     /// Print the OVN changes `apply` would make; exit 0 when there are none, 2 when there are.
     Plan {
@@ -160,6 +167,9 @@ enum Command {
         /// Include removals of rows whose objects are not in the manifests.
         #[arg(long)]
         prune: bool,
+        /// With --prune: allow manifests that hold no object (removes every row of ours).
+        #[arg(long)]
+        force: bool,
     },
     /// Run the controller in a cluster: watch Vpcs, Subnets, IPs, Eips, Fips, SnatRules,
     /// DnatRules, Pods, Namespaces and Nodes and keep the Northbound in line, one transaction
@@ -245,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &nb,
                 sb.as_deref(),
                 &files,
-                false,
+                ovn_vpc::standalone::ApplyOptions::merge(),
             ))?;
             report(&r);
             let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
@@ -255,18 +265,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shown.join(" "),
                 r.operations
                     .iter()
-                    .filter_map(ovn_vpc::standalone::describe)
+                    .filter(|o| !matches!(o, ovsdb::Operation::Wait { .. }))
                     .count()
             );
-            let again =
-                rt.block_on(ovn_vpc::standalone::plan(&nb, sb.as_deref(), &files, false))?;
+            let again = rt.block_on(ovn_vpc::standalone::plan(
+                &nb,
+                sb.as_deref(),
+                &files,
+                ovn_vpc::standalone::ApplyOptions::merge(),
+            ))?;
             println!(
                 "re-applying the same manifests would change {} row(s)",
-                again
-                    .operations
-                    .iter()
-                    .filter_map(ovn_vpc::standalone::describe)
-                    .count()
+                again.changes.len()
             );
             println!();
             let dump = rt.block_on(async {
@@ -296,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Uninstall {
             db,
             dry_run,
+            force,
             cluster,
             kubeconfig,
             namespace,
@@ -317,16 +328,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            let ops = rt.block_on(ovn_vpc::standalone::uninstall(&db, dry_run))?;
-            let lines: Vec<String> = ops
-                .iter()
-                .filter_map(ovn_vpc::standalone::describe)
-                .collect();
-            for l in &lines {
+            let u = rt.block_on(ovn_vpc::standalone::uninstall(&db, dry_run, force))?;
+            for l in &u.changes {
                 println!("{l}");
             }
             let verb = if dry_run { "would remove" } else { "removed" };
-            println!("{verb} {} row(s) of ours", lines.len());
+            let ours = u
+                .changes
+                .iter()
+                .filter(|l| l.starts_with("- ") && !l.contains("(not ovn-vpc's)"))
+                .count();
+            println!("{verb} {ours} row(s) of ours");
+            if !u.foreign.is_empty() {
+                let verb = if dry_run { "would change" } else { "changed" };
+                println!(
+                    "--force: {verb} {} row(s) that are not ours:",
+                    u.foreign.len()
+                );
+                for f in &u.foreign {
+                    println!("  {f}");
+                }
+            }
             if let Some(client) = client {
                 let freed = rt.block_on(ovn_vpc::runtime::remove_finalizers(&client))?;
                 for o in &freed {
@@ -380,19 +402,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db,
             sb,
             prune,
+            force,
         } => {
             let r = runtime()?.block_on(ovn_vpc::standalone::apply(
                 &db,
                 sb.as_deref(),
                 &files,
-                prune,
+                ovn_vpc::standalone::ApplyOptions { prune, force },
             ))?;
             report(&r);
+            for l in &r.changes {
+                println!("{l}");
+            }
+            if r.attempts > 1 {
+                println!(
+                    "another writer changed the Northbound meanwhile: planned and sent {} times",
+                    r.attempts
+                );
+            }
             println!(
                 "applied: {} operation(s) in one transaction",
                 r.operations
                     .iter()
-                    .filter_map(ovn_vpc::standalone::describe)
+                    .filter(|o| !matches!(o, ovsdb::Operation::Wait { .. }))
                     .count()
             );
         }
@@ -401,24 +433,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db,
             sb,
             prune,
+            force,
         } => {
             let r = runtime()?.block_on(ovn_vpc::standalone::plan(
                 &db,
                 sb.as_deref(),
                 &files,
-                prune,
+                ovn_vpc::standalone::ApplyOptions { prune, force },
             ))?;
             report(&r);
-            let lines: Vec<String> = r
-                .operations
-                .iter()
-                .filter_map(ovn_vpc::standalone::describe)
-                .collect();
+            let lines = &r.changes;
             if lines.is_empty() {
                 println!("no changes");
                 return Ok(ExitCode::SUCCESS);
             }
-            for l in &lines {
+            for l in lines {
                 println!("{l}");
             }
             return Ok(ExitCode::from(2));

@@ -6,22 +6,59 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ovn_nb::diff::{diff, Scope};
-use ovsdb::{MonitorRequest, MonitorRequests, Operation, Session, SessionOptions};
+use ovn_nb::diff::{plan as diff_plan, DiffError, Scope};
+use ovn_nb::effects::{effects, Effects};
+use ovsdb::{
+    MonitorRequest, MonitorRequests, Mutation, Operation, Replica, Session, SessionOptions,
+};
 
 use crate::api::{validate, validate_pods};
 use crate::manifest;
-use crate::translate::{existing_allocations, managed_columns, translate, Status, MANAGED_TABLES};
+use crate::translate::{
+    existing_allocations, monitor_requests, translate, Absent, Status, MANAGED_TABLES,
+};
+
+/// How `apply` / `plan` treat what the manifests do not hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Remove rows of ours whose objects are not in the manifests (otherwise nothing of an
+    /// absent object changes: its rows, its addresses).
+    pub prune: bool,
+    /// Allow `prune` with manifests that hold no object at all (which removes everything of
+    /// ours).
+    pub force: bool,
+}
+
+impl ApplyOptions {
+    /// Without `--prune`.
+    pub fn merge() -> ApplyOptions {
+        ApplyOptions::default()
+    }
+
+    /// With `--prune`.
+    pub fn prune() -> ApplyOptions {
+        ApplyOptions {
+            prune: true,
+            force: false,
+        }
+    }
+}
 
 /// What a reconcile would do (or did).
 #[derive(Debug)]
 pub struct Reconcile {
     /// The operations of the one transaction.
     pub operations: Vec<Operation>,
+    /// One line per change, for people: every row inserted, changed or removed (named, with
+    /// its owner), and every row the server will collect as a consequence.
+    pub changes: Vec<String>,
     /// Per-object outcome.
     pub statuses: Vec<Status>,
     /// Documents skipped as not ours.
     pub skipped: Vec<String>,
+    /// How many transactions were sent (0 when nothing changed; more than 1 when another
+    /// writer got in between and the plan was made again).
+    pub attempts: usize,
 }
 
 /// Reads, validates and translates the manifests, and diffs against the NB at `db`.
@@ -29,53 +66,130 @@ pub async fn plan(
     db: &str,
     sb: Option<&str>,
     files: &[PathBuf],
-    prune: bool,
+    opts: ApplyOptions,
 ) -> anyhow::Result<Reconcile> {
-    Ok(reconcile(db, sb, files, prune).await?.0)
+    let input = Input::load(db, sb, files, opts).await?;
+    let replica = input.session.replica();
+    let replica = replica
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+    input.reconcile(replica)
 }
 
+/// How many times `apply` makes its plan again after another writer changed the Northbound
+/// under it (or the reply to its transaction was lost).
+const ATTEMPTS: usize = 5;
+
 /// [`plan`], then commits the operations in one transaction; returns what was done. Nothing
-/// is written when nothing changed.
+/// is written when nothing changed. When the transaction loses a race with another writer
+/// (one of its guards fails), the plan is made again from the replica, which by then shows
+/// the other writer's change, up to a few times.
 pub async fn apply(
     db: &str,
     sb: Option<&str>,
     files: &[PathBuf],
-    prune: bool,
+    opts: ApplyOptions,
 ) -> anyhow::Result<Reconcile> {
-    let (r, session) = reconcile(db, sb, files, prune).await?;
-    if !r.operations.is_empty() {
-        let client = session.client(Duration::from_secs(30)).await?;
-        client.transact("OVN_Northbound", &r.operations).await?;
+    let input = Input::load(db, sb, files, opts).await?;
+    let mut attempts = 0;
+    loop {
+        let mut changes = input.session.subscribe();
+        let r = {
+            let replica = input.session.replica();
+            let replica = replica
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+            input.reconcile(replica)?
+        };
+        if r.operations.is_empty() {
+            return Ok(Reconcile { attempts, ..r });
+        }
+        attempts += 1;
+        let client = input.session.client(Duration::from_secs(30)).await?;
+        match client.transact("OVN_Northbound", &r.operations).await {
+            Ok(_) => return Ok(Reconcile { attempts, ..r }),
+            Err(e) if lost_race(&e, &r.operations) && attempts < ATTEMPTS => {
+                tracing::warn!(error = %e, attempts, "another writer changed the Northbound; planning again");
+                // The other writer's change reaches the replica by the monitor.
+                let _ = tokio::time::timeout(Duration::from_secs(2), changes.recv()).await;
+            }
+            Err(e) if lost_race(&e, &r.operations) => {
+                anyhow::bail!(
+                    "another writer kept changing the Northbound under us: {attempts} attempts failed, the last with: {e}; nothing of the last attempt was applied"
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(r)
 }
 
-async fn reconcile(
-    db: &str,
-    sb: Option<&str>,
-    files: &[PathBuf],
-    prune: bool,
-) -> anyhow::Result<(Reconcile, Session)> {
-    let started = std::time::Instant::now();
-    // The server builds the replica's initial reply while the manifests are parsed.
-    let session = start_session(db, MANAGED_TABLES, managed_columns)?;
-    let paths = files.to_vec();
-    let m = tokio::task::spawn_blocking(move || manifest::load(&paths)).await??;
-    tracing::debug!(elapsed = ?started.elapsed(), objects = m.objects.len(), pods = m.pods.len(), "manifests loaded");
-    let mut errors = validate(&m.objects);
-    errors.extend(validate_pods(&m.objects, &m.pods));
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));
+/// Whether a failed transaction lost a race with another writer: a guard (`wait`) found a
+/// row of ours that the replica did not show yet, or the commit found a reference or an
+/// index that changed since the plan was made. Nothing of it was applied.
+fn lost_race(e: &ovsdb::Error, ops: &[Operation]) -> bool {
+    use ovsdb::ErrorKind;
+    let ovsdb::Error::Transact(t) = e else {
+        return false;
+    };
+    match ops.get(t.index) {
+        Some(Operation::Wait { .. }) => true,
+        Some(_) => false,
+        None => matches!(
+            t.error.kind,
+            ErrorKind::ReferentialIntegrityViolation | ErrorKind::ConstraintViolation
+        ),
     }
-    let chassis = gateway_chassis(&m.nodes, sb).await?;
-    session.client(Duration::from_secs(30)).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "replica synced");
-    let r = {
-        let replica = session.replica();
-        let replica = replica
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+}
+
+/// The manifests, validated, with a session whose replica is synced.
+struct Input {
+    session: Session,
+    m: manifest::Manifests,
+    chassis: Vec<String>,
+    opts: ApplyOptions,
+}
+
+impl Input {
+    async fn load(
+        db: &str,
+        sb: Option<&str>,
+        files: &[PathBuf],
+        opts: ApplyOptions,
+    ) -> anyhow::Result<Input> {
+        let started = std::time::Instant::now();
+        // The server builds the replica's initial reply while the manifests are parsed.
+        let session = Session::start(
+            db,
+            SessionOptions::new("OVN_Northbound").monitor(monitor_requests()),
+        )?;
+        let paths = files.to_vec();
+        let m = tokio::task::spawn_blocking(move || manifest::load(&paths)).await??;
+        tracing::debug!(elapsed = ?started.elapsed(), objects = m.objects.len(), pods = m.pods.len(), "manifests loaded");
+        let mut errors = validate(&m.objects);
+        errors.extend(validate_pods(&m.objects, &m.pods));
+        if !errors.is_empty() {
+            let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            anyhow::bail!("invalid manifests, nothing applied:\n{}", list.join("\n"));
+        }
+        if opts.prune && !opts.force && m.objects.is_empty() && m.pods.is_empty() {
+            anyhow::bail!(
+                "--prune with manifests that hold no object would remove every row of ovn-vpc's; nothing applied (add --force if that is what you want, or use `ovn-vpc uninstall`)"
+            );
+        }
+        let chassis = gateway_chassis(&m.nodes, sb).await?;
+        session.client(Duration::from_secs(30)).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "replica synced");
+        Ok(Input {
+            session,
+            m,
+            chassis,
+            opts,
+        })
+    }
+
+    /// Translate and diff against `replica`.
+    fn reconcile(&self, replica: &Replica) -> anyhow::Result<Reconcile> {
+        let m = &self.m;
         let mut existing = existing_allocations(replica);
         // IP objects in the manifests (say, exported from a cluster) seed the allocations
         // of pods the NB does not know yet; what the NB holds wins.
@@ -89,80 +203,131 @@ async fn reconcile(
                     ips: s.ips.iter().filter_map(|a| a.parse().ok()).collect(),
                 });
         }
-        let t = translate(&m.objects, &m.pods, &existing, &chassis);
-        tracing::debug!(elapsed = ?started.elapsed(), rows = t.desired.len(), "translated");
-        let scope = if prune {
-            Scope::All
+        let (absent, scope) = if self.opts.prune {
+            (Absent::Release, None)
         } else {
-            Scope::Owners(t.owners.clone())
+            (Absent::Keep, Some(()))
         };
-        let operations = diff(MANAGED_TABLES, &t.desired, replica, &scope)?;
-        tracing::debug!(elapsed = ?started.elapsed(), operations = operations.len(), "diffed");
-        Reconcile {
-            operations,
+        let t = translate(&m.objects, &m.pods, &existing, &self.chassis, absent);
+        let scope = match scope {
+            None => Scope::All,
+            Some(()) => Scope::Owners(t.owners.clone()),
+        };
+        let p = diff_plan(MANAGED_TABLES, &t.desired, replica, &scope)?;
+        p.check().map_err(|e| match e {
+            DiffError::WouldRemoveForeign { .. } => anyhow::anyhow!("{e}"),
+            other => other.into(),
+        })?;
+        Ok(Reconcile {
+            changes: describe_all(&p.operations, &p.effects, replica),
+            operations: p.operations,
             statuses: t.statuses,
-            skipped: m.skipped,
-        }
-    };
-    Ok((r, session))
-}
-
-/// A session on the Northbound at `db` whose replica will hold `tables` (only the columns
-/// `columns` names for a table, all when it says `None`); wait with `client()` for the sync.
-fn start_session(
-    db: &str,
-    tables: &[&str],
-    columns: fn(&str) -> Option<&'static [&'static str]>,
-) -> anyhow::Result<Session> {
-    let mut requests = MonitorRequests::new();
-    for t in tables {
-        let request = match columns(t) {
-            Some(c) => MonitorRequest::new().columns(c.iter().copied()),
-            None => MonitorRequest::new(),
-        };
-        requests.add(*t, request);
+            skipped: m.skipped.clone(),
+            attempts: 0,
+        })
     }
-    Ok(Session::start(
-        db,
-        SessionOptions::new("OVN_Northbound").monitor(requests),
-    )?)
 }
 
 /// Every table of the server's Northbound schema whose rows can carry our owner tag (an
-/// `external_ids` column): the server's own schema, so a newer OVN's tables are covered too.
-async fn owned_tables(db: &str) -> anyhow::Result<Vec<String>> {
+/// `external_ids` column), with their strong reference columns: the server's own schema, so
+/// a newer OVN's tables are covered too.
+async fn owned_tables(db: &str) -> anyhow::Result<MonitorRequests> {
     let (client, conn) = ovsdb::connect(db).await?;
     tokio::spawn(conn);
     let schema = client.get_schema("OVN_Northbound").await?;
-    Ok(schema
-        .tables
-        .values()
-        .filter(|t| t.columns.contains_key("external_ids"))
-        .map(|t| t.name.clone())
-        .collect())
+    let mut requests = MonitorRequests::new();
+    for t in schema.tables.values() {
+        let mut columns = ovn_nb::effects::child_columns(&schema, &t.name);
+        if t.columns.contains_key("external_ids") {
+            columns.push("external_ids");
+        }
+        if t.columns.contains_key("name") {
+            columns.push("name");
+        }
+        if !columns.is_empty() {
+            requests.add(&t.name, MonitorRequest::new().columns(columns));
+        }
+    }
+    Ok(requests)
+}
+
+/// What `uninstall` did or would do.
+#[derive(Debug)]
+pub struct Uninstall {
+    /// The operations of the one transaction.
+    pub operations: Vec<Operation>,
+    /// One line per row removed (named), and per row the server collects with them.
+    pub changes: Vec<String>,
+    /// Rows that are not ours and would go too: foreign children of rows of ours (the server
+    /// collects them), and foreign rows whose references to rows of ours are removed.
+    pub foreign: Vec<String>,
 }
 
 /// `ovn-vpc uninstall`: the operations deleting every Northbound row of ours (rows tagged
 /// `external_ids:ovn-vpc/owner`), in every table that can hold one; foreign rows are never
-/// touched (each delete is guarded by the owner tag). Committed in one transaction unless
-/// `dry_run`. Running it again finds nothing.
-pub async fn uninstall(db: &str, dry_run: bool) -> anyhow::Result<Vec<Operation>> {
-    let owned = owned_tables(db).await?;
-    let tables: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let session = start_session(db, &tables, |_| Some(&["external_ids"]))?;
+/// deleted by an operation (each delete is guarded by the owner tag). When rows of ours hold
+/// foreign children (which the server would collect with them), or foreign rows reference
+/// rows of ours, it refuses and lists them unless `force`; with `force` the references of
+/// foreign rows to ours are removed and the collected rows are reported. Committed in one
+/// transaction unless `dry_run`. Running it again finds nothing.
+pub async fn uninstall(db: &str, dry_run: bool, force: bool) -> anyhow::Result<Uninstall> {
+    let requests = owned_tables(db).await?;
+    let tables: Vec<String> = requests.iter().map(|(t, _)| t.to_string()).collect();
+    let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
     session.client(Duration::from_secs(30)).await?;
-    let operations = {
+    let (operations, changes, foreign) = {
         let replica = session.replica();
         let replica = replica
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
-        diff(&tables, &[], replica, &Scope::All)?
+        let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+        let p = diff_plan(&tables, &[], replica, &Scope::All)?;
+        let mut operations = p.operations;
+        let mut foreign: Vec<String> = p
+            .effects
+            .foreign_collected()
+            .map(|r| format!("{r}: a child of a row of ours, ovsdb-server deletes it with it"))
+            .collect();
+        let mut unref = Vec::new();
+        for b in p.effects.blocked.iter().filter(|b| !b.by.is_ours()) {
+            foreign.push(format!("{b}: the reference is removed"));
+            unref.push(Operation::Mutate {
+                table: b.by.table.clone(),
+                conditions: vec![ovsdb::Condition::uuid(b.by.uuid)],
+                mutations: vec![Mutation::delete(
+                    &b.column,
+                    ovsdb::Datum::set([ovsdb::Atom::Uuid(b.row.uuid)]),
+                )],
+            });
+        }
+        if !foreign.is_empty() && !force {
+            anyhow::bail!(
+                "refusing to uninstall, nothing was removed: rows that are not ovn-vpc's would change:\n  {}\nremove or move them first, or rerun with --force",
+                foreign.join("\n  ")
+            );
+        }
+        // References from foreign rows go before the deletes of what they reference.
+        let at = operations
+            .iter()
+            .position(|o| matches!(o, Operation::Delete { .. }))
+            .unwrap_or(operations.len());
+        operations.splice(at..at, unref);
+        let fx = effects(replica, &operations);
+        (
+            operations.clone(),
+            describe_all(&operations, &fx, replica),
+            foreign,
+        )
     };
     if !dry_run && !operations.is_empty() {
         let client = session.client(Duration::from_secs(30)).await?;
         client.transact("OVN_Northbound", &operations).await?;
     }
-    Ok(operations)
+    Ok(Uninstall {
+        operations,
+        changes,
+        foreign,
+    })
 }
 
 /// Label marking a gateway node.
@@ -221,41 +386,104 @@ pub async fn gateway_chassis(
     Ok(names)
 }
 
-/// One line per operation, for `plan` output.
-pub fn describe(op: &Operation) -> Option<String> {
-    let name = |row: &ovsdb::Row| {
-        row.get("name")
-            .and_then(|d| d.as_atom())
-            .and_then(|a| a.as_str())
-            .map(str::to_string)
-            .or_else(|| {
-                row.get("external_ids")
-                    .and_then(|d| d.get_str(ovn_nb::diff::KEY_KEY))
-                    .map(str::to_string)
-            })
-            .unwrap_or_default()
-    };
-    match op {
-        Operation::Insert { table, row, .. } => Some(format!("+ {table} {}", name(row))),
-        Operation::Update {
-            table,
-            conditions,
-            row,
-        } => {
-            let cols: Vec<&str> = row.keys().map(String::as_str).collect();
-            let target = conditions
-                .first()
-                .map(|c| c.value.to_string())
-                .unwrap_or_default();
-            Some(format!("~ {table} {target} [{}]", cols.join(", ")))
-        }
-        Operation::Delete { table, conditions } => {
-            let target = conditions
-                .first()
-                .map(|c| c.value.to_string())
-                .unwrap_or_default();
-            Some(format!("- {table} {target}"))
-        }
-        _ => None, // guards
+/// A row for people: table, its name or key, its owner.
+fn label(replica: &Replica, table: &str, uuid: ovsdb::Uuid) -> String {
+    let row = replica.get(table, uuid);
+    let ids = row.as_ref().and_then(|r| r.get("external_ids"));
+    let name = row
+        .as_ref()
+        .and_then(|r| r.get("name"))
+        .and_then(|d| d.as_atom())
+        .and_then(|a| a.as_str())
+        .filter(|n| !n.is_empty())
+        .or_else(|| ids.and_then(|d| d.get_str(ovn_nb::diff::KEY_KEY)))
+        .map(|n| format!("{n:?}"))
+        .unwrap_or_else(|| uuid.to_string());
+    match ids.and_then(|d| d.get_str(ovn_nb::ops::OWNER_KEY)) {
+        Some(o) => format!("{table} {name} ({o})"),
+        None => format!("{table} {name} (not ovn-vpc's)"),
     }
+}
+
+fn pinned(conditions: &[ovsdb::Condition]) -> Option<ovsdb::Uuid> {
+    conditions
+        .iter()
+        .find(|c| c.column == "_uuid")
+        .and_then(|c| c.value.as_atom())
+        .and_then(|a| a.as_uuid())
+}
+
+/// One line per change, for `plan`, `apply` and `uninstall` output: `+` a row inserted, `~`
+/// a row changed (its columns; `+n`/`-n` members of a reference set), `-` a row deleted,
+/// and `- … collected` a row no operation names that the server deletes as a consequence.
+pub fn describe_all(ops: &[Operation], fx: &Effects, replica: &Replica) -> Vec<String> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Operation::Insert { table, row, .. } => {
+                let ids = row.get("external_ids");
+                let name = row
+                    .get("name")
+                    .and_then(|d| d.as_atom())
+                    .and_then(|a| a.as_str())
+                    .filter(|n| !n.is_empty())
+                    .or_else(|| ids.and_then(|d| d.get_str(ovn_nb::diff::KEY_KEY)))
+                    .unwrap_or_default();
+                let owner = ids
+                    .and_then(|d| d.get_str(ovn_nb::ops::OWNER_KEY))
+                    .unwrap_or_default();
+                out.push(format!("+ {table} {name:?} ({owner})"));
+            }
+            Operation::Update {
+                table,
+                conditions,
+                row,
+            } => {
+                let Some(u) = pinned(conditions) else {
+                    continue;
+                };
+                let cols: Vec<&str> = row.keys().map(String::as_str).collect();
+                out.push(format!(
+                    "~ {} [{}]",
+                    label(replica, table, u),
+                    cols.join(", ")
+                ));
+            }
+            Operation::Mutate {
+                table,
+                conditions,
+                mutations,
+            } => {
+                let Some(u) = pinned(conditions) else {
+                    continue;
+                };
+                let cols: Vec<String> = mutations
+                    .iter()
+                    .map(|m| {
+                        let sign = match m.mutator {
+                            ovsdb::Mutator::Delete => "-",
+                            _ => "+",
+                        };
+                        format!("{} {sign}{}", m.column, m.value.len())
+                    })
+                    .collect();
+                out.push(format!(
+                    "~ {} [{}]",
+                    label(replica, table, u),
+                    cols.join(", ")
+                ));
+            }
+            _ => {}
+        }
+    }
+    for r in &fx.deleted {
+        out.push(format!("- {}", label(replica, &r.table, r.uuid)));
+    }
+    for r in &fx.collected {
+        out.push(format!(
+            "- {} (collected by ovsdb-server: its parent goes)",
+            label(replica, &r.table, r.uuid)
+        ));
+    }
+    out
 }

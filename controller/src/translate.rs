@@ -91,6 +91,33 @@ pub fn managed_columns(table: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// What a Northbound replica of ours monitors: per managed table the columns translation
+/// writes or reads back, plus every strong reference column (children a row holds, ours or
+/// others'), so that a plan sees every row a delete or a detach would make the server
+/// collect (`ovn_nb::effects`). From the committed schema: columns a newer server adds are
+/// not seen.
+pub fn monitor_requests() -> ovsdb::MonitorRequests {
+    static SCHEMA: std::sync::OnceLock<Option<ovsdb::DatabaseSchema>> = std::sync::OnceLock::new();
+    let schema = SCHEMA
+        .get_or_init(|| ovsdb::DatabaseSchema::from_json_str(ovn_nb::nb::SCHEMA).ok())
+        .as_ref();
+    let mut requests = ovsdb::MonitorRequests::new();
+    for t in MANAGED_TABLES {
+        let request = match managed_columns(t) {
+            Some(c) => {
+                let mut columns: BTreeSet<&str> = c.iter().copied().collect();
+                if let Some(schema) = schema {
+                    columns.extend(ovn_nb::effects::child_columns(schema, t));
+                }
+                ovsdb::MonitorRequest::new().columns(columns)
+            }
+            None => ovsdb::MonitorRequest::new(),
+        };
+        requests.add(*t, request);
+    }
+    requests
+}
+
 /// `external_ids` key prefix on an external subnet's switch recording who holds which of its
 /// addresses (`ovn-vpc/ip:Vpc/vpc-a` = `172.16.0.2`): the NB stores the allocations.
 pub const IP_KEY_PREFIX: &str = "ovn-vpc/ip:";
@@ -278,6 +305,18 @@ pub fn pod_key(p: &Pod) -> String {
     format!("Pod/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
 }
 
+/// What happens to the allocations in force of objects that are not in the world being
+/// translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// The world is complete (`apply --prune`, the controller): an object that is not in it
+    /// is gone, and its addresses are free.
+    Release,
+    /// The world is partial (`apply` without `--prune`): the objects not in it still exist,
+    /// their addresses stay theirs (reserved in the pools, recorded on external switches).
+    Keep,
+}
+
 /// Translates valid objects (call [`crate::api::validate`] first) and pods into rows.
 /// `existing` holds allocations in force, so that re-applying keeps every address.
 pub fn translate(
@@ -285,6 +324,7 @@ pub fn translate(
     pods: &[Pod],
     existing: &BTreeMap<String, Allocation>,
     gateway_chassis: &[String],
+    absent: Absent,
 ) -> Translation {
     let mut t = Translation::default();
     let mut vpcs: BTreeSet<String> = BTreeSet::new();
@@ -363,6 +403,30 @@ pub fn translate(
                     held.insert(key, (a.mac.clone(), a.ips.clone()));
                 }
             }
+        }
+    }
+    // A partial world: pods not in it keep their addresses, which nobody else may take.
+    let mut kept: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    if absent == Absent::Keep {
+        let present: BTreeSet<String> = pods.iter().map(pod_key).collect();
+        for (key, a) in existing {
+            if !key.starts_with("Pod/") || present.contains(key) {
+                continue;
+            }
+            let Some(sp) = subnets
+                .get_mut(&a.subnet)
+                .filter(|sp| sp.subnet.spec.external.is_none())
+            else {
+                continue;
+            };
+            for ip in &a.ips {
+                if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                    let _ = pool.allocate_static(*ip, key);
+                }
+            }
+            kept.entry(a.subnet.clone())
+                .or_default()
+                .extend(a.ips.iter().copied());
         }
     }
     // Which subnets must not share addresses: overlapping CIDRs where either side is
@@ -477,11 +541,13 @@ pub fn translate(
         // Addresses held in subnets this one must not share with are off limits here.
         const FOREIGN: &str = "held by an overlapping subnet (globallyUnique)";
         for other in exclusive_with(name) {
-            for (_, ips) in in_force.get(&other).into_iter().flat_map(|m| m.values()) {
-                for ip in ips {
-                    if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
-                        let _ = pool.allocate_static(*ip, FOREIGN);
-                    }
+            let held = in_force
+                .get(&other)
+                .into_iter()
+                .flat_map(|m| m.values().flat_map(|(_, ips)| ips.iter()));
+            for ip in held.chain(kept.get(&other).into_iter().flatten()) {
+                if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                    let _ = pool.allocate_static(*ip, FOREIGN);
                 }
             }
         }
@@ -682,6 +748,24 @@ pub fn translate(
                 }),
             }
         }
+        // A partial world: VPC gateways and Eips not in it keep their addresses.
+        let mut kept_ids: Vec<(String, IpAddr)> = Vec::new();
+        if absent == Absent::Keep {
+            for (who, a) in existing {
+                if a.subnet != *xname
+                    || !(who.starts_with("Vpc/") || who.starts_with("Eip/"))
+                    || claim.iter().any(|(c, _)| c == who)
+                {
+                    continue;
+                }
+                for ip in &a.ips {
+                    if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                        let _ = pool.allocate_static(*ip, who);
+                    }
+                    kept_ids.push((who.clone(), *ip));
+                }
+            }
+        }
         let ext = sp
             .subnet
             .spec
@@ -807,6 +891,7 @@ pub fn translate(
         }
         let ids: Vec<(String, String)> = held
             .iter()
+            .chain(kept_ids.iter().map(|(who, ip)| (who, ip)))
             .map(|(who, ip)| (format!("{IP_KEY_PREFIX}{who}"), ip.to_string()))
             .collect();
         t.desired.push(Desired {
@@ -1201,7 +1286,13 @@ mod tests {
         let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
         let m = crate::manifest::load(&[examples, extra]).unwrap();
         assert!(crate::api::validate(&m.objects).is_empty());
-        translate(&m.objects, &m.pods, &BTreeMap::new(), &["ch0".into()])
+        translate(
+            &m.objects,
+            &m.pods,
+            &BTreeMap::new(),
+            &["ch0".into()],
+            Absent::Release,
+        )
     }
 
     #[test]
@@ -1273,7 +1364,7 @@ mod tests {
     #[test]
     fn overlapping_vpcs_reuse_addresses_unless_a_subnet_is_globally_unique() {
         let m = world(&two_vpcs(false));
-        let t = translate(&m.objects, &m.pods, &BTreeMap::new(), &[]);
+        let t = translate(&m.objects, &m.pods, &BTreeMap::new(), &[], Absent::Release);
         assert_eq!(
             ips_of(&t, "a"),
             ips_of(&t, "b"),
@@ -1293,7 +1384,7 @@ mod tests {
                 },
             );
         }
-        let t = translate(&m.objects, &m.pods, &existing, &[]);
+        let t = translate(&m.objects, &m.pods, &existing, &[], Absent::Release);
         let (a, b) = (ips_of(&t, "a"), ips_of(&t, "b"));
         assert_eq!((a.len(), b.len()), (3, 3));
         assert!(

@@ -229,7 +229,7 @@ proptest! {
                 Step::Restart { seed: s } => seed = *s,
             }
             let world = write_world(dir.path(), &alive, seed);
-            let applied = rt.block_on(ovn_vpc::standalone::apply(&nb, None, std::slice::from_ref(&world), true));
+            let applied = rt.block_on(ovn_vpc::standalone::apply(&nb, None, std::slice::from_ref(&world), ovn_vpc::standalone::ApplyOptions::prune()));
             if two_pods_want_one_address(&alive) {
                 // Invalid input: refused as a whole, the NB untouched; the step is undone.
                 let e = applied.expect_err("two pods asking one address were accepted");
@@ -240,7 +240,7 @@ proptest! {
             }
             applied.unwrap();
             before = check(&nb, &alive, &before);
-            let again = rt.block_on(ovn_vpc::standalone::plan(&nb, None, &[world], true)).unwrap();
+            let again = rt.block_on(ovn_vpc::standalone::plan(&nb, None, &[world], ovn_vpc::standalone::ApplyOptions::prune())).unwrap();
             prop_assert!(again.operations.is_empty(), "a re-apply would write: {:?}", again.operations);
         }
     }

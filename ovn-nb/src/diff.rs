@@ -8,15 +8,23 @@
 //! (`Atom::NamedUuid(key)`); the diff turns it into the row's UUID when it exists, or into the
 //! `uuid-name` of its insert.
 //!
-//! Rows without our owner tag are never read as ours, so never updated or deleted. Inserts are
-//! guarded by a `wait` that fails the transaction if a row with the same key appeared since the
-//! replica was read (a second controller, a stale replica): the caller retries after the
-//! replica catches up instead of creating a duplicate.
+//! Rows without our owner tag are never read as ours, so never updated or deleted. Reference
+//! sets of our rows (`Logical_Switch.ports`, `Logical_Router.nat`, …) are changed by `mutate`
+//! insert/delete of exactly our own members, never written whole: a whole-set write makes
+//! ovsdb-server garbage-collect every non-root child it does not list, other objects' and
+//! other tools' rows included. For the same reason `external_ids` keys of others stay. Before
+//! the operations are returned, [`crate::effects`] works out every row they remove, named or
+//! collected, and a plan that would remove a foreign row is refused.
+//!
+//! Inserts are guarded by a `wait` that fails the transaction if a row with the same key
+//! appeared since the replica was read (a second controller, a stale replica): the caller
+//! retries after the replica catches up instead of creating a duplicate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ovsdb::{Atom, Condition, Datum, Operation, Replica, Row, Uuid};
+use ovsdb::{Atom, Condition, Datum, Mutation, Operation, Replica, Row, Uuid};
 
+use crate::effects::{effects, Blocked, Effects, RowInfo};
 use crate::ops::OWNER_KEY;
 
 /// The `external_ids` key that identifies a row of ours within its table.
@@ -38,6 +46,7 @@ pub struct Desired {
 
 /// A desired state that cannot be turned into operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DiffError {
     /// A reference names no desired row.
     #[error(
@@ -64,6 +73,31 @@ pub enum DiffError {
     /// A desired table is not monitored by the replica, so its current rows are unknown.
     #[error("table {0} is not in the replica")]
     NotReplicated(String),
+    /// Committing would remove rows that are not ours: foreign children of rows of ours being
+    /// deleted (the server would garbage-collect them), or rows of ours to delete that
+    /// foreign rows still reference. Nothing is sent.
+    #[error("{}", foreign_message(collected, blocked))]
+    WouldRemoveForeign {
+        /// Foreign rows the server would collect.
+        collected: Vec<RowInfo>,
+        /// Rows of ours to delete that foreign rows reference.
+        blocked: Vec<Blocked>,
+    },
+}
+
+fn foreign_message(collected: &[RowInfo], blocked: &[Blocked]) -> String {
+    let mut m =
+        String::from("refusing to change rows that are not ovn-vpc's, nothing was written:");
+    for r in collected {
+        m.push_str(&format!(
+            "\n  {r} would be deleted by ovsdb-server: it is a child of a row of ours being removed"
+        ));
+    }
+    for b in blocked {
+        m.push_str(&format!("\n  {b}"));
+    }
+    m.push_str("\n  remove or move those rows first (they were not made by ovn-vpc)");
+    m
 }
 
 /// Which of our existing rows a diff may delete: those whose owner matches. `All` for a
@@ -123,20 +157,73 @@ fn uuid_name(table: &str, key: &str) -> String {
     s
 }
 
+/// A reference column holding a set of references (`Logical_Switch.ports`): its members are
+/// children shared with other writers, changed by `mutate`, never overwritten.
+fn member_set_table<'s>(
+    schema: &'s ovsdb::DatabaseSchema,
+    table: &str,
+    column: &str,
+) -> Option<&'s str> {
+    let c = schema.tables.get(table)?.columns.get(column)?;
+    let t = &c.column_type;
+    if t.is_map() || t.max == Some(1) {
+        return None;
+    }
+    t.key.ref_table.as_deref()
+}
+
+/// `external_ids` keys that are ours to remove: the row's others belong to whoever set them.
+fn our_id_key(k: &Atom) -> bool {
+    k.as_str().is_some_and(|k| k.starts_with("ovn-vpc/"))
+}
+
+/// A diff with what it implies: the operations of one transaction, and the rows it deletes
+/// or makes the server collect.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The operations: guards and inserts first, then updates and mutations, then deletes.
+    pub operations: Vec<Operation>,
+    /// What they remove, named and implied (computed only when something is removed).
+    pub effects: Effects,
+}
+
 /// The operations that turn the rows of ours in the `managed` tables of the replica into
-/// `desired`, in one transaction: guards and inserts first, then updates, then deletes.
+/// `desired`, in one transaction (see [`plan`]). Refuses, with
+/// [`DiffError::WouldRemoveForeign`], when committing them would make the server delete a
+/// row that is not ours.
 pub fn diff(
     managed: &[&str],
     desired: &[Desired],
     replica: &Replica,
     scope: &Scope,
 ) -> Result<Vec<Operation>, DiffError> {
+    let p = plan(managed, desired, replica, scope)?;
+    p.check()?;
+    Ok(p.operations)
+}
+
+/// [`diff`] with its [`Effects`], not checked (see [`Plan::check`]). Rows of ours are inserted, updated column by column, or
+/// deleted when `scope` covers their owner; reference sets of our rows change by `mutate`
+/// of exactly our own members (a member that is not ours, or whose owner `scope` does not
+/// cover, stays); `external_ids` keys of others stay; a row of ours deleted is detached from
+/// every row of ours that lists it. Foreign rows are never named by an operation.
+pub fn plan(
+    managed: &[&str],
+    desired: &[Desired],
+    replica: &Replica,
+    scope: &Scope,
+) -> Result<Plan, DiffError> {
     let mut tables: BTreeSet<&str> = desired.iter().map(|d| d.table.as_str()).collect();
     tables.extend(managed.iter().copied());
     let mut existing: BTreeMap<&str, HashMap<String, (Uuid, String)>> = BTreeMap::new();
     for t in &tables {
         existing.insert(t, ours(replica, t)?);
     }
+    // Owner of each row of ours, by UUID (to tell our members of a reference set).
+    let owner_of: HashMap<Uuid, &str> = existing
+        .values()
+        .flat_map(|m| m.values().map(|(u, o)| (*u, o.as_str())))
+        .collect();
     // Where each desired row is: its UUID, or the uuid-name of its insert. References are by
     // key within the referenced table, and a key can only be resolved knowing the table: we
     // resolve by the referring column's refTable from the schema.
@@ -160,6 +247,8 @@ pub fn diff(
     let mut guards = Vec::new();
     let mut inserts = Vec::new();
     let mut updates = Vec::new();
+    // (table, row, column, member) detached by a mutate already.
+    let mut detached: BTreeSet<(Uuid, String, Uuid)> = BTreeSet::new();
     for d in desired {
         let mut row = d.row.clone();
         // Resolve references.
@@ -229,10 +318,73 @@ pub fn diff(
             }
             Some((uuid, _)) => {
                 let current = replica.get(&d.table, *uuid);
-                let changed: Row = row
-                    .into_iter()
-                    .filter(|(c, v)| current.as_ref().and_then(|r| r.get(c)) != Some(v))
-                    .collect();
+                let now = |c: &str| current.as_ref().and_then(|r| r.get(c));
+                let mut changed = Row::new();
+                let mut mutations = Vec::new();
+                for (c, v) in row {
+                    if member_set_table(schema, &d.table, &c).is_some() {
+                        // Members: add ours that are missing, detach ours that should go
+                        // (only when their owner is in scope); others' members stay.
+                        let have: BTreeSet<&Atom> = now(&c)
+                            .map(|d| d.as_set().iter().collect())
+                            .unwrap_or_default();
+                        let want: BTreeSet<&Atom> = v.as_set().iter().collect();
+                        let add: Vec<Atom> = want.difference(&have).map(|a| (*a).clone()).collect();
+                        let remove: Vec<Atom> = have
+                            .difference(&want)
+                            .filter(|a| {
+                                a.as_uuid()
+                                    .and_then(|u| owner_of.get(&u))
+                                    .is_some_and(|o| scope.covers(o))
+                            })
+                            .map(|a| (*a).clone())
+                            .collect();
+                        for a in &remove {
+                            if let Some(m) = a.as_uuid() {
+                                detached.insert((*uuid, c.clone(), m));
+                            }
+                        }
+                        if !remove.is_empty() {
+                            mutations.push(Mutation::delete(&c, Datum::set(remove)));
+                        }
+                        if !add.is_empty() {
+                            mutations.push(Mutation::insert(&c, Datum::set(add)));
+                        }
+                    } else if c == "external_ids" {
+                        // Our keys as desired; keys of others are left alone.
+                        let have = now(&c).cloned().unwrap_or_else(Datum::empty_map);
+                        let stale: Vec<Atom> = have
+                            .as_map()
+                            .iter()
+                            .filter(|(k, old)| {
+                                our_id_key(k) && v.get(k).is_none_or(|new| new != old)
+                            })
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        let fresh: Vec<(Atom, Atom)> = v
+                            .as_map()
+                            .iter()
+                            .filter(|(k, new)| have.get(k) != Some(new))
+                            .cloned()
+                            .collect();
+                        // A key of others we now want to set is replaced as well.
+                        let mut delete: Vec<Atom> = stale;
+                        delete.extend(
+                            fresh
+                                .iter()
+                                .filter(|(k, _)| have.get(k).is_some())
+                                .map(|(k, _)| k.clone()),
+                        );
+                        if !delete.is_empty() {
+                            mutations.push(Mutation::delete(&c, Datum::set(delete)));
+                        }
+                        if !fresh.is_empty() {
+                            mutations.push(Mutation::insert(&c, Datum::map(fresh)));
+                        }
+                    } else if now(&c) != Some(&v) {
+                        changed.insert(c, v);
+                    }
+                }
                 if !changed.is_empty() {
                     updates.push(Operation::Update {
                         table: d.table.clone(),
@@ -240,10 +392,18 @@ pub fn diff(
                         row: changed,
                     });
                 }
+                if !mutations.is_empty() {
+                    updates.push(Operation::Mutate {
+                        table: d.table.clone(),
+                        conditions: vec![Condition::uuid(*uuid)],
+                        mutations,
+                    });
+                }
             }
         }
     }
     let mut deletes = Vec::new();
+    let mut gone_rows: BTreeSet<Uuid> = BTreeSet::new();
     for (table, rows) in &existing {
         let wanted: BTreeSet<&str> = desired
             .iter()
@@ -256,6 +416,7 @@ pub fn diff(
             .collect();
         gone.sort();
         for (_, (uuid, owner)) in gone {
+            gone_rows.insert(*uuid);
             deletes.push(Operation::Delete {
                 table: table.to_string(),
                 conditions: vec![
@@ -265,9 +426,79 @@ pub fn diff(
             });
         }
     }
-    let mut ops = guards;
-    ops.extend(inserts);
-    ops.extend(updates);
-    ops.extend(deletes);
-    Ok(ops)
+    // A deleted row still listed by a row of ours that stays (out of scope, or not desired
+    // to change that column): detach it there too, or the commit fails on the reference.
+    if !gone_rows.is_empty() {
+        let mut detach: BTreeMap<(String, Uuid), BTreeMap<String, Vec<Atom>>> = BTreeMap::new();
+        for t in &tables {
+            let Some(view) = replica.table(t) else {
+                continue;
+            };
+            let sets: Vec<&String> = view
+                .columns()
+                .iter()
+                .filter(|c| member_set_table(schema, t, c).is_some())
+                .collect();
+            if sets.is_empty() {
+                continue;
+            }
+            for r in view.iter() {
+                let u = r.uuid();
+                if gone_rows.contains(&u) || !owner_of.contains_key(&u) {
+                    continue;
+                }
+                for c in &sets {
+                    let Some(d) = r.get(c) else { continue };
+                    for m in d.as_set().iter().filter_map(Atom::as_uuid) {
+                        if gone_rows.contains(&m) && !detached.contains(&(u, (*c).clone(), m)) {
+                            detach
+                                .entry((t.to_string(), u))
+                                .or_default()
+                                .entry((*c).clone())
+                                .or_default()
+                                .push(Atom::Uuid(m));
+                        }
+                    }
+                }
+            }
+        }
+        for ((table, u), columns) in detach {
+            updates.push(Operation::Mutate {
+                table,
+                conditions: vec![Condition::uuid(u)],
+                mutations: columns
+                    .into_iter()
+                    .map(|(c, m)| Mutation::delete(&c, Datum::set(m)))
+                    .collect(),
+            });
+        }
+    }
+    let mut operations = guards;
+    operations.extend(inserts);
+    operations.extend(updates);
+    operations.extend(deletes);
+    let effects = effects(replica, &operations);
+    Ok(Plan {
+        operations,
+        effects,
+    })
+}
+
+impl Plan {
+    /// Refuses a plan that would remove a foreign row: one the server would collect, or one
+    /// that references a row of ours to delete (the commit would fail on it).
+    pub fn check(&self) -> Result<(), DiffError> {
+        let collected: Vec<RowInfo> = self.effects.foreign_collected().cloned().collect();
+        let blocked: Vec<Blocked> = self
+            .effects
+            .blocked
+            .iter()
+            .filter(|b| !b.by.is_ours())
+            .cloned()
+            .collect();
+        if collected.is_empty() && blocked.is_empty() {
+            return Ok(());
+        }
+        Err(DiffError::WouldRemoveForeign { collected, blocked })
+    }
 }

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod diff;
+pub mod effects;
 mod generated;
 mod model;
 pub mod ops;

@@ -21,7 +21,7 @@ use super::world::{pod_waits, world, World};
 use super::{Error, Leadership, Metrics, Stores};
 use crate::api::{Ip, IpSpec, Object, Subnet};
 use crate::translate::{
-    existing_allocations, managed_columns, pod_key, translate, Allocation, Status, SubnetUsage,
+    existing_allocations, pod_key, translate, Absent, Allocation, Status, SubnetUsage,
     MANAGED_TABLES, SUBNET_ANNOTATION,
 };
 
@@ -111,15 +111,7 @@ impl Engine {
     /// Options for the Northbound session the engine needs: a replica of the managed tables,
     /// only the columns translation writes or reads back (as standalone mode monitors).
     pub fn session_options() -> ovsdb::SessionOptions {
-        let mut requests = ovsdb::MonitorRequests::new();
-        for t in MANAGED_TABLES {
-            let request = match managed_columns(t) {
-                Some(c) => ovsdb::MonitorRequest::new().columns(c.iter().copied()),
-                None => ovsdb::MonitorRequest::new(),
-            };
-            requests.add(*t, request);
-        }
-        ovsdb::SessionOptions::new("OVN_Northbound").monitor(requests)
+        ovsdb::SessionOptions::new("OVN_Northbound").monitor(crate::translate::monitor_requests())
     }
 
     /// The caches.
@@ -242,7 +234,7 @@ impl Engine {
         for (k, a) in &st.claims {
             existing.insert(k.clone(), a.clone());
         }
-        let mut t = translate(&w.objects, &w.pods, &existing, &chassis);
+        let mut t = translate(&w.objects, &w.pods, &existing, &chassis, Absent::Release);
 
         // New allocations: re-check the default-subnet fallback against a fresh list, then
         // record each in an IP object before OVN sees it.
@@ -270,7 +262,7 @@ impl Engine {
                     w.notes.push(pod_waits(p, s));
                 }
             }
-            t = translate(&w.objects, &w.pods, &existing, &chassis);
+            t = translate(&w.objects, &w.pods, &existing, &chassis, Absent::Release);
         }
         let subnet_vpc: BTreeMap<String, String> = w
             .objects
