@@ -340,11 +340,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .count();
             println!("{verb} {ours} row(s) of ours");
             if !u.foreign.is_empty() {
-                let verb = if dry_run { "would change" } else { "changed" };
-                println!(
-                    "--force: {verb} {} row(s) that are not ours:",
-                    u.foreign.len()
-                );
+                let head = match (dry_run, force) {
+                    (true, false) => "without --force uninstall refuses: it would change",
+                    (true, true) => "--force would change",
+                    _ => "--force changed",
+                };
+                println!("{head} {} row(s) that are not ours:", u.foreign.len());
                 for f in &u.foreign {
                     println!("  {f}");
                 }

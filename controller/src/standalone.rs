@@ -300,7 +300,7 @@ pub async fn uninstall(db: &str, dry_run: bool, force: bool) -> anyhow::Result<U
                 )],
             });
         }
-        if !foreign.is_empty() && !force {
+        if !foreign.is_empty() && !force && !dry_run {
             anyhow::bail!(
                 "refusing to uninstall, nothing was removed: rows that are not ovn-vpc's would change:\n  {}\nremove or move them first, or rerun with --force",
                 foreign.join("\n  ")
