@@ -73,7 +73,7 @@ impl Obj {
 }
 
 fn pod_ns(i: u8) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "na"
     } else {
         "nb"
