@@ -415,10 +415,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for l in &r.changes {
                 println!("{l}");
             }
-            if r.attempts > 1 {
+            if r.raced > 0 {
                 println!(
-                    "another writer changed the Northbound meanwhile: planned and sent {} times",
-                    r.attempts
+                    "another writer changed the Northbound meanwhile: planned again {} time(s)",
+                    r.raced
                 );
             }
             println!(

@@ -56,9 +56,8 @@ pub struct Reconcile {
     pub statuses: Vec<Status>,
     /// Documents skipped as not ours.
     pub skipped: Vec<String>,
-    /// How many transactions were sent (0 when nothing changed; more than 1 when another
-    /// writer got in between and the plan was made again).
-    pub attempts: usize,
+    /// How many transactions lost a race with another writer (and were planned again).
+    pub raced: usize,
 }
 
 /// Reads, validates and translates the manifests, and diffs against the NB at `db`.
@@ -68,94 +67,44 @@ pub async fn plan(
     files: &[PathBuf],
     opts: ApplyOptions,
 ) -> anyhow::Result<Reconcile> {
-    let input = Input::load(db, sb, files, opts).await?;
-    let replica = input.session.replica();
-    let replica = replica
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
-    input.reconcile(replica)
+    Prepared::load(db, sb, files, opts).await?.plan()
 }
 
 /// How many times `apply` makes its plan again after another writer changed the Northbound
-/// under it (or the reply to its transaction was lost).
+/// under it.
 const ATTEMPTS: usize = 5;
 
 /// [`plan`], then commits the operations in one transaction; returns what was done. Nothing
-/// is written when nothing changed. When the transaction loses a race with another writer
-/// (one of its guards fails), the plan is made again from the replica, which by then shows
-/// the other writer's change, up to a few times.
+/// is written when nothing changed. See [`Prepared::apply_planned`] for races.
 pub async fn apply(
     db: &str,
     sb: Option<&str>,
     files: &[PathBuf],
     opts: ApplyOptions,
 ) -> anyhow::Result<Reconcile> {
-    let input = Input::load(db, sb, files, opts).await?;
-    let mut attempts = 0;
-    loop {
-        let mut changes = input.session.subscribe();
-        let r = {
-            let replica = input.session.replica();
-            let replica = replica
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
-            input.reconcile(replica)?
-        };
-        if r.operations.is_empty() {
-            return Ok(Reconcile { attempts, ..r });
-        }
-        attempts += 1;
-        let client = input.session.client(Duration::from_secs(30)).await?;
-        match client.transact("OVN_Northbound", &r.operations).await {
-            Ok(_) => return Ok(Reconcile { attempts, ..r }),
-            Err(e) if lost_race(&e, &r.operations) && attempts < ATTEMPTS => {
-                tracing::warn!(error = %e, attempts, "another writer changed the Northbound; planning again");
-                // The other writer's change reaches the replica by the monitor.
-                let _ = tokio::time::timeout(Duration::from_secs(2), changes.recv()).await;
-            }
-            Err(e) if lost_race(&e, &r.operations) => {
-                anyhow::bail!(
-                    "another writer kept changing the Northbound under us: {attempts} attempts failed, the last with: {e}; nothing of the last attempt was applied"
-                )
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let p = Prepared::load(db, sb, files, opts).await?;
+    let r = p.plan()?;
+    p.apply_planned(r).await
 }
 
-/// Whether a failed transaction lost a race with another writer: a guard (`wait`) found a
-/// row of ours that the replica did not show yet, or the commit found a reference or an
-/// index that changed since the plan was made. Nothing of it was applied.
-fn lost_race(e: &ovsdb::Error, ops: &[Operation]) -> bool {
-    use ovsdb::ErrorKind;
-    let ovsdb::Error::Transact(t) = e else {
-        return false;
-    };
-    match ops.get(t.index) {
-        Some(Operation::Wait { .. }) => true,
-        Some(_) => false,
-        None => matches!(
-            t.error.kind,
-            ErrorKind::ReferentialIntegrityViolation | ErrorKind::ConstraintViolation
-        ),
-    }
-}
-
-/// The manifests, validated, with a session whose replica is synced.
-struct Input {
+/// The manifests, validated, with a Northbound session whose replica is synced: what `plan`
+/// and `apply` work from.
+pub struct Prepared {
     session: Session,
     m: manifest::Manifests,
     chassis: Vec<String>,
     opts: ApplyOptions,
 }
 
-impl Input {
-    async fn load(
+impl Prepared {
+    /// Reads and validates the manifests (an error names each invalid object and field, and
+    /// nothing is applied) and syncs a replica of the Northbound at `db`.
+    pub async fn load(
         db: &str,
         sb: Option<&str>,
         files: &[PathBuf],
         opts: ApplyOptions,
-    ) -> anyhow::Result<Input> {
+    ) -> anyhow::Result<Prepared> {
         let started = std::time::Instant::now();
         // The server builds the replica's initial reply while the manifests are parsed.
         let session = Session::start(
@@ -179,7 +128,7 @@ impl Input {
         let chassis = gateway_chassis(&m.nodes, sb).await?;
         session.client(Duration::from_secs(30)).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "replica synced");
-        Ok(Input {
+        Ok(Prepared {
             session,
             m,
             chassis,
@@ -187,6 +136,67 @@ impl Input {
         })
     }
 
+    /// What applying would do now, from the replica as it is.
+    pub fn plan(&self) -> anyhow::Result<Reconcile> {
+        let replica = self.session.replica();
+        let replica = replica
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
+        self.reconcile(replica)
+    }
+
+    /// Commits `r` (a [`Prepared::plan`] of this input) in one transaction. When the
+    /// transaction loses a race with another writer (a guard finds a row the plan did not
+    /// know, or the commit finds a reference or index changed), nothing of it was applied:
+    /// the plan is made again from the replica, which by then shows the other writer's
+    /// change, and sent again, up to a few times; `raced` counts those.
+    pub async fn apply_planned(&self, mut r: Reconcile) -> anyhow::Result<Reconcile> {
+        let mut raced = 0;
+        loop {
+            if r.operations.is_empty() {
+                return Ok(Reconcile { raced, ..r });
+            }
+            let mut changes = self.session.subscribe();
+            let client = self.session.client(Duration::from_secs(30)).await?;
+            match client.transact("OVN_Northbound", &r.operations).await {
+                Ok(_) => return Ok(Reconcile { raced, ..r }),
+                Err(e) if lost_race(&e, &r.operations) => {
+                    raced += 1;
+                    if raced >= ATTEMPTS {
+                        anyhow::bail!(
+                            "another writer kept changing the Northbound under us: {raced} attempts failed, the last with: {e}; nothing of the last attempt was applied"
+                        );
+                    }
+                    tracing::warn!(error = %e, raced, "another writer changed the Northbound; planning again");
+                    // The other writer's change reaches the replica by the monitor.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), changes.recv()).await;
+                    r = self.plan()?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Whether a failed transaction lost a race with another writer: a guard (`wait`) found a
+/// row of ours that the replica did not show yet, or the commit found a reference or an
+/// index that changed since the plan was made. Nothing of it was applied.
+fn lost_race(e: &ovsdb::Error, ops: &[Operation]) -> bool {
+    use ovsdb::ErrorKind;
+    let ovsdb::Error::Transact(t) = e else {
+        return false;
+    };
+    match ops.get(t.index) {
+        Some(Operation::Wait { .. }) => true,
+        Some(_) => false,
+        None => matches!(
+            t.error.kind,
+            ErrorKind::ReferentialIntegrityViolation | ErrorKind::ConstraintViolation
+        ),
+    }
+}
+
+impl Prepared {
     /// Translate and diff against `replica`.
     fn reconcile(&self, replica: &Replica) -> anyhow::Result<Reconcile> {
         let m = &self.m;
@@ -223,7 +233,7 @@ impl Input {
             operations: p.operations,
             statuses: t.statuses,
             skipped: m.skipped.clone(),
-            attempts: 0,
+            raced: 0,
         })
     }
 }

@@ -312,3 +312,62 @@ fn prune_with_manifests_that_hold_nothing_is_refused_without_force() {
     ]));
     assert!(!nbctl(&nb, &["ls-list"]).contains("shared"));
 }
+
+#[test]
+fn two_applies_at_once_both_succeed_and_land_once() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = String::from(SUBNET_SHARED).replace("10.60.0.0/24", "10.60.0.0/23");
+    for i in 0..200 {
+        world.push_str(&pod("sh", &format!("p{i}")));
+    }
+    let f = write(dir.path(), "w.yaml", &world);
+    let mut raced = 0;
+    for round in 0..6 {
+        let spawn = || {
+            Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
+                .args(["apply", "--db", &nb, "-f", &f])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            let text = ok(&out);
+            if text.contains("another writer changed the Northbound") {
+                raced += 1;
+            }
+        }
+        // Exactly one switch and one port per pod, each address once.
+        let ports = nbctl(
+            &nb,
+            &["--bare", "--columns=name", "list", "Logical_Switch_Port"],
+        );
+        let names: Vec<&str> = ports.split_whitespace().collect();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(names.len(), unique.len(), "round {round}: duplicate ports");
+        assert_eq!(names.len(), 201, "round {round}: {names:?}");
+        assert_eq!(
+            nbctl(
+                &nb,
+                &[
+                    "--bare",
+                    "--columns=_uuid",
+                    "find",
+                    "Logical_Switch",
+                    "name=shared"
+                ]
+            )
+            .split_whitespace()
+            .count(),
+            1
+        );
+        let plan = ovn_vpc(&["plan", "--db", &nb, "-f", &f]);
+        assert_eq!(plan.status.code(), Some(0));
+        ok(&ovn_vpc(&["uninstall", "--db", &nb]));
+    }
+    eprintln!("{raced} of 12 applies lost a race and planned again");
+}

@@ -120,7 +120,10 @@ fn rows(nb: &str) -> Rows {
     // ovsdb-client dumps one table or all of them.
     let dump: DumpRows = ovsdb_client_dump(nb, "OVN_Northbound", &[]);
     let mut out = Rows::new();
-    for (t, rows) in dump.into_iter().filter(|(t, _)| TABLES.contains(&t.as_str())) {
+    for (t, rows) in dump
+        .into_iter()
+        .filter(|(t, _)| TABLES.contains(&t.as_str()))
+    {
         for (u, r) in rows {
             out.insert((t.clone(), u), r);
         }
