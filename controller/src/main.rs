@@ -415,6 +415,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for l in &r.changes {
                 println!("{l}");
             }
+            if r.reply_lost > 0 {
+                println!(
+                    "the reply to the transaction was lost {} time(s); a fresh read of the Northbound shows the change in place",
+                    r.reply_lost
+                );
+            }
             if r.raced > 0 {
                 println!(
                     "another writer changed the Northbound meanwhile: planned again {} time(s)",

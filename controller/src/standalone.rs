@@ -58,6 +58,10 @@ pub struct Reconcile {
     pub skipped: Vec<String>,
     /// How many transactions lost a race with another writer (and were planned again).
     pub raced: usize,
+    /// How many transactions lost their reply (the connection went, or the deadline passed)
+    /// and were checked on a fresh replica: when the last is non-zero and the call
+    /// succeeded, the Northbound was seen to hold the change.
+    pub reply_lost: usize,
 }
 
 /// Reads, validates and translates the manifests, and diffs against the NB at `db`.
@@ -91,6 +95,8 @@ pub async fn apply(
 /// and `apply` work from.
 pub struct Prepared {
     session: Session,
+    /// How long to wait for the Northbound again after a lost reply.
+    reconnect: Duration,
     m: manifest::Manifests,
     chassis: Vec<String>,
     opts: ApplyOptions,
@@ -130,6 +136,7 @@ impl Prepared {
         tracing::debug!(elapsed = ?started.elapsed(), "replica synced");
         Ok(Prepared {
             session,
+            reconnect: Duration::from_secs(30),
             m,
             chassis,
             opts,
@@ -152,14 +159,25 @@ impl Prepared {
     /// change, and sent again, up to a few times; `raced` counts those.
     pub async fn apply_planned(&self, mut r: Reconcile) -> anyhow::Result<Reconcile> {
         let mut raced = 0;
+        let mut lost = 0;
         loop {
             if r.operations.is_empty() {
-                return Ok(Reconcile { raced, ..r });
+                return Ok(Reconcile {
+                    raced,
+                    reply_lost: lost,
+                    ..r
+                });
             }
             let mut changes = self.session.subscribe();
             let client = self.session.client(Duration::from_secs(30)).await?;
             match client.transact("OVN_Northbound", &r.operations).await {
-                Ok(_) => return Ok(Reconcile { raced, ..r }),
+                Ok(_) => {
+                    return Ok(Reconcile {
+                        raced,
+                        reply_lost: lost,
+                        ..r
+                    })
+                }
                 Err(e) if lost_race(&e, &r.operations) => {
                     raced += 1;
                     if raced >= ATTEMPTS {
@@ -172,10 +190,43 @@ impl Prepared {
                     let _ = tokio::time::timeout(Duration::from_secs(2), changes.recv()).await;
                     r = self.plan()?;
                 }
+                Err(e) if outcome_unknown(&e) => {
+                    // The transaction may or may not have committed: find out from a fresh
+                    // replica (the session reconnects, to the leader of a cluster).
+                    lost += 1;
+                    tracing::warn!(error = %e, "the reply to our transaction was lost; reconnecting to find out whether it committed");
+                    if let Err(again) = self.session.client(self.reconnect).await {
+                        anyhow::bail!(
+                            "outcome unknown: the reply to the transaction was lost ({e}), and the Northbound could not be read again to find out ({again}); run `ovn-vpc plan` with the same manifests once it is reachable: no changes means it committed"
+                        );
+                    }
+                    let again = self.plan()?;
+                    if again.operations.is_empty() {
+                        tracing::info!("the Northbound shows the transaction committed");
+                        return Ok(Reconcile {
+                            raced,
+                            reply_lost: lost,
+                            ..r
+                        });
+                    }
+                    if lost >= ATTEMPTS {
+                        anyhow::bail!(
+                            "the Northbound kept failing under us: {lost} transactions lost their reply, the last with: {e}; after it the Northbound still differs from the manifests ({} change(s)), so that one did not commit",
+                            again.changes.len()
+                        );
+                    }
+                    r = again;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
+}
+
+/// Whether the reply to a transaction that was (maybe) sent is missing, so that it may or may
+/// not have committed.
+fn outcome_unknown(e: &ovsdb::Error) -> bool {
+    e.is_connection_lost()
 }
 
 /// Whether a failed transaction lost a race with another writer: a guard (`wait`) found a
@@ -234,6 +285,7 @@ impl Prepared {
             statuses: t.statuses,
             skipped: m.skipped.clone(),
             raced: 0,
+            reply_lost: 0,
         })
     }
 }
