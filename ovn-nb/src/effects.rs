@@ -264,7 +264,12 @@ pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
             _ => {}
         }
     }
-    if deleted.is_empty() && changes.is_empty() {
+    // Only a delete, a whole-column write or a member removal can take a reference away.
+    let removes = changes.values().any(|c| match c {
+        ColumnChange::Replaced(_) => true,
+        ColumnChange::Mutated(removed) => !removed.is_empty(),
+    });
+    if deleted.is_empty() && !removes {
         return Effects::default();
     }
 
@@ -384,4 +389,177 @@ pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
     fx.collected.sort();
     fx.blocked.sort();
     fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{plan, Desired, DiffError, Scope};
+    use ovsdb::{MonitorMethod, MonitorRequest, MonitorRequests};
+    use std::sync::Arc;
+
+    fn u(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    /// A replica of switches and ports: switch 1 (ours, `Subnet/s`) holds port 2 (ours,
+    /// `Pod/ns/a`), port 3 (ours, `Pod/ns/b`) and port 4 (foreign).
+    fn replica(foreign_port: bool) -> Replica {
+        let schema = DatabaseSchema::from_json_str(crate::nb::SCHEMA).unwrap();
+        let mut r = Replica::new(Arc::new(schema));
+        let mut req = MonitorRequests::new();
+        for t in ["Logical_Switch", "Logical_Switch_Port"] {
+            req.add(
+                t,
+                MonitorRequest::new().columns(
+                    ["name", "ports", "external_ids"]
+                        .iter()
+                        .copied()
+                        .filter(|c| *c != "ports" || t == "Logical_Switch"),
+                ),
+            );
+        }
+        r.monitor(&req).unwrap();
+        let ids = |owner: &str, key: &str| {
+            format!(r#"["map", [["ovn-vpc/key", "{key}"], ["ovn-vpc/owner", "{owner}"]]]"#)
+        };
+        let mut ports = format!(r#"["uuid", "{}"], ["uuid", "{}"]"#, u(2), u(3));
+        if foreign_port {
+            ports.push_str(&format!(r#", ["uuid", "{}"]"#, u(4)));
+        }
+        let mut text = format!(
+            r#"{{"Logical_Switch": {{"{}": {{"initial": {{"name": "s", "ports": ["set", [{ports}]], "external_ids": {}}}}}}},
+               "Logical_Switch_Port": {{
+                 "{}": {{"initial": {{"name": "a.ns", "external_ids": {}}}}},
+                 "{}": {{"initial": {{"name": "b.ns", "external_ids": {}}}}}"#,
+            u(1),
+            ids("Subnet/s", "Subnet/s"),
+            u(2),
+            ids("Pod/ns/a", "Pod/ns/a"),
+            u(3),
+            ids("Pod/ns/b", "Pod/ns/b"),
+        );
+        if foreign_port {
+            text.push_str(&format!(
+                r#", "{}": {{"initial": {{"name": "theirs"}}}}"#,
+                u(4)
+            ));
+        }
+        text.push_str("}}");
+        r.apply_reply_text(MonitorMethod::MonitorCond, &text)
+            .unwrap();
+        r
+    }
+
+    fn switch(ports: &[&str]) -> Desired {
+        let mut row = ovsdb::Row::new();
+        row.insert("name".into(), Datum::atom("s"));
+        row.insert(
+            "ports".into(),
+            Datum::set(ports.iter().map(|p| Atom::NamedUuid(p.to_string()))),
+        );
+        Desired {
+            table: "Logical_Switch".into(),
+            key: "Subnet/s".into(),
+            owner: "Subnet/s".into(),
+            row,
+        }
+    }
+
+    fn port(key: &str, name: &str) -> Desired {
+        let mut row = ovsdb::Row::new();
+        row.insert("name".into(), Datum::atom(name));
+        Desired {
+            table: "Logical_Switch_Port".into(),
+            key: key.into(),
+            owner: key.into(),
+            row,
+        }
+    }
+
+    const MANAGED: &[&str] = &["Logical_Switch", "Logical_Switch_Port"];
+
+    #[test]
+    fn a_member_of_an_absent_owner_stays_and_nothing_is_written() {
+        let r = replica(true);
+        // Only pod a is in the world: b is out of scope, the foreign port is not ours.
+        let desired = vec![switch(&["Pod/ns/a"]), port("Pod/ns/a", "a.ns")];
+        let scope = Scope::Owners(["Subnet/s".to_string(), "Pod/ns/a".to_string()].into());
+        let p = plan(MANAGED, &desired, &r, &scope).unwrap();
+        assert!(p.operations.is_empty(), "{:?}", p.operations);
+    }
+
+    #[test]
+    fn pruning_a_member_detaches_and_deletes_exactly_it() {
+        let r = replica(true);
+        let desired = vec![switch(&["Pod/ns/a"]), port("Pod/ns/a", "a.ns")];
+        let p = plan(MANAGED, &desired, &r, &Scope::All).unwrap();
+        p.check().unwrap();
+        // One mutate removing port 3 only, one delete of port 3.
+        let mutates: Vec<&Operation> = p
+            .operations
+            .iter()
+            .filter(|o| matches!(o, Operation::Mutate { .. }))
+            .collect();
+        assert_eq!(mutates.len(), 1, "{:?}", p.operations);
+        let Operation::Mutate { mutations, .. } = mutates[0] else {
+            unreachable!()
+        };
+        assert_eq!(mutations.len(), 1);
+        assert_eq!(mutations[0].mutator, Mutator::Delete);
+        assert_eq!(mutations[0].value, Datum::set([Atom::Uuid(u(3))]));
+        assert_eq!(p.effects.deleted.len(), 1);
+        assert_eq!(p.effects.deleted[0].uuid, u(3));
+        assert!(p.effects.collected.is_empty(), "{:?}", p.effects);
+        assert!(!p
+            .operations
+            .iter()
+            .any(|o| matches!(o, Operation::Update { .. })));
+    }
+
+    #[test]
+    fn deleting_a_parent_with_a_foreign_child_is_refused_naming_the_child() {
+        let r = replica(true);
+        let p = plan(MANAGED, &[], &r, &Scope::All).unwrap();
+        assert_eq!(p.effects.collected.len(), 1);
+        assert_eq!(p.effects.collected[0].name.as_deref(), Some("theirs"));
+        match p.check() {
+            Err(DiffError::WouldRemoveForeign { collected, .. }) => {
+                assert_eq!(collected[0].uuid, u(4));
+                let text = DiffError::WouldRemoveForeign {
+                    collected,
+                    blocked: vec![],
+                }
+                .to_string();
+                assert!(
+                    text.contains("\"theirs\"") && text.contains("not ovn-vpc's"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without the foreign child, the same removal is fine and collects nothing.
+        let r = replica(false);
+        let p = plan(MANAGED, &[], &r, &Scope::All).unwrap();
+        p.check().unwrap();
+        assert_eq!(p.effects.deleted.len(), 3);
+        assert!(p.effects.collected.is_empty());
+    }
+
+    #[test]
+    fn a_whole_set_write_would_collect_what_it_leaves_out() {
+        // What the diff used to send: the analysis sees the server's garbage collection.
+        let r = replica(true);
+        let mut row = ovsdb::Row::new();
+        row.insert("ports".into(), Datum::set([Atom::Uuid(u(2))]));
+        let ops = vec![Operation::Update {
+            table: "Logical_Switch".into(),
+            conditions: vec![ovsdb::Condition::uuid(u(1))],
+            row,
+        }];
+        let fx = effects(&r, &ops);
+        let gone: Vec<Uuid> = fx.collected.iter().map(|r| r.uuid).collect();
+        assert_eq!(gone, vec![u(3), u(4)]);
+        assert_eq!(fx.foreign_collected().count(), 1);
+    }
 }
