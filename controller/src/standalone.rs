@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ovn_nb::diff::{plan as diff_plan, DiffError, Scope};
-use ovn_nb::effects::{effects, Effects};
+use ovn_nb::effects::{effects, pinned, Effects, RowInfo};
 use ovsdb::{
     MonitorRequest, MonitorRequests, Mutation, Operation, Replica, Session, SessionOptions,
 };
@@ -448,31 +448,8 @@ pub async fn gateway_chassis(
     Ok(names)
 }
 
-/// A row for people: table, its name or key, its owner.
 fn label(replica: &Replica, table: &str, uuid: ovsdb::Uuid) -> String {
-    let row = replica.get(table, uuid);
-    let ids = row.as_ref().and_then(|r| r.get("external_ids"));
-    let name = row
-        .as_ref()
-        .and_then(|r| r.get("name"))
-        .and_then(|d| d.as_atom())
-        .and_then(|a| a.as_str())
-        .filter(|n| !n.is_empty())
-        .or_else(|| ids.and_then(|d| d.get_str(ovn_nb::diff::KEY_KEY)))
-        .map(|n| format!("{n:?}"))
-        .unwrap_or_else(|| uuid.to_string());
-    match ids.and_then(|d| d.get_str(ovn_nb::ops::OWNER_KEY)) {
-        Some(o) => format!("{table} {name} ({o})"),
-        None => format!("{table} {name} (not ovn-vpc's)"),
-    }
-}
-
-fn pinned(conditions: &[ovsdb::Condition]) -> Option<ovsdb::Uuid> {
-    conditions
-        .iter()
-        .find(|c| c.column == "_uuid")
-        .and_then(|c| c.value.as_atom())
-        .and_then(|a| a.as_uuid())
+    RowInfo::read(replica, table, uuid).label()
 }
 
 /// One line per change, for `plan`, `apply` and `uninstall` output: `+` a row inserted, `~`
@@ -539,12 +516,12 @@ pub fn describe_all(ops: &[Operation], fx: &Effects, replica: &Replica) -> Vec<S
         }
     }
     for r in &fx.deleted {
-        out.push(format!("- {}", label(replica, &r.table, r.uuid)));
+        out.push(format!("- {}", r.label()));
     }
     for r in &fx.collected {
         out.push(format!(
             "- {} (collected by ovsdb-server: its parent goes)",
-            label(replica, &r.table, r.uuid)
+            r.label()
         ));
     }
     out

@@ -25,13 +25,16 @@ pub struct RowInfo {
     pub uuid: Uuid,
     /// Its `name` column, when it has one.
     pub name: Option<String>,
+    /// Its `external_ids:ovn-vpc/key`, when it is ours.
+    pub key: Option<String>,
     /// Its `external_ids:ovn-vpc/owner`: `None` for a row that is not ours (or whose table
     /// the replica does not hold, which is treated the same way).
     pub owner: Option<String>,
 }
 
 impl RowInfo {
-    fn of(replica: &Replica, table: &str, uuid: Uuid) -> RowInfo {
+    /// What the replica knows of a row (only the table and UUID when it does not hold it).
+    pub fn read(replica: &Replica, table: &str, uuid: Uuid) -> RowInfo {
         let row = replica.get(table, uuid);
         let name = row
             .as_ref()
@@ -39,15 +42,16 @@ impl RowInfo {
             .and_then(Datum::as_atom)
             .and_then(Atom::as_str)
             .map(str::to_string);
-        let owner = row
-            .as_ref()
-            .and_then(|r| r.get("external_ids"))
-            .and_then(|d| d.get_str(OWNER_KEY))
+        let ids = row.as_ref().and_then(|r| r.get("external_ids"));
+        let owner = ids.and_then(|d| d.get_str(OWNER_KEY)).map(str::to_string);
+        let key = ids
+            .and_then(|d| d.get_str(crate::diff::KEY_KEY))
             .map(str::to_string);
         RowInfo {
             table: table.to_string(),
             uuid,
-            name,
+            name: name.filter(|n| !n.is_empty()),
+            key,
             owner,
         }
     }
@@ -55,6 +59,23 @@ impl RowInfo {
     /// Whether the row carries our owner tag.
     pub fn is_ours(&self) -> bool {
         self.owner.is_some()
+    }
+}
+
+impl RowInfo {
+    /// `Table "name" (owner)` — the row as `plan` lists it (its key when it has no name,
+    /// its UUID when neither).
+    pub fn label(&self) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .or(self.key.as_ref())
+            .map(|n| format!("{n:?}"))
+            .unwrap_or_else(|| self.uuid.to_string());
+        match &self.owner {
+            Some(o) => format!("{} {name} ({o})", self.table),
+            None => format!("{} {name} (not ovn-vpc's)", self.table),
+        }
     }
 }
 
@@ -159,7 +180,7 @@ fn targets(t: &ovsdb::ColumnType, d: &Datum) -> Vec<Uuid> {
 }
 
 /// The row an operation's conditions pin by `_uuid ==`, as the diff writes them.
-fn pinned(conditions: &[ovsdb::Condition]) -> Option<Uuid> {
+pub fn pinned(conditions: &[ovsdb::Condition]) -> Option<Uuid> {
     conditions
         .iter()
         .find(|c| c.column == "_uuid" && c.function == Function::Eq)
@@ -366,11 +387,11 @@ pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
     let mut fx = Effects {
         deleted: deleted
             .iter()
-            .map(|(u, t)| RowInfo::of(replica, t, *u))
+            .map(|(u, t)| RowInfo::read(replica, t, *u))
             .collect(),
         collected: collected
             .iter()
-            .map(|u| RowInfo::of(replica, target_table.get(u).copied().unwrap_or(""), *u))
+            .map(|u| RowInfo::read(replica, target_table.get(u).copied().unwrap_or(""), *u))
             .collect(),
         blocked: Vec::new(),
     };
@@ -378,8 +399,8 @@ pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
         for e in edges.get(u).into_iter().flatten() {
             if e.survives && !collected.contains(&e.from) {
                 fx.blocked.push(Blocked {
-                    row: RowInfo::of(replica, t, *u),
-                    by: RowInfo::of(replica, e.from_table, e.from),
+                    row: RowInfo::read(replica, t, *u),
+                    by: RowInfo::read(replica, e.from_table, e.from),
                     column: e.column.to_string(),
                 });
             }
