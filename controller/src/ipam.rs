@@ -270,6 +270,12 @@ impl Pool {
         self.reserved.range_count() + self.used.range_count()
     }
 
+    /// Whether `ip` is never given out here: the gateway, an `excludeIps` entry, or the
+    /// network / broadcast (IPv6: subnet-router anycast) address.
+    pub fn is_reserved(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(ip) && self.reserved.contains(to_u128(ip))
+    }
+
     /// Who holds `ip`.
     pub fn owner(&self, ip: IpAddr) -> Option<&str> {
         self.owners.get(&to_u128(ip)).map(String::as_str)
@@ -404,7 +410,7 @@ pub fn mac_for(seed: &str) -> Mac {
 }
 
 /// A MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
@@ -415,6 +421,46 @@ impl fmt::Display for Mac {
             "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             m[0], m[1], m[2], m[3], m[4], m[5]
         )
+    }
+}
+
+impl Mac {
+    /// A group (multicast or broadcast) address: the I/G bit of the first octet is set. No
+    /// port can own one.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    /// `00:00:00:00:00:00`, which OVN treats as no address at all.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+}
+
+/// Why a MAC address did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address (six two-digit hex octets separated by ':')")]
+pub struct MacParseError(String);
+
+impl FromStr for Mac {
+    type Err = MacParseError;
+
+    /// `0a:1b:2c:3d:4e:5f` (either case), the only form OVN's `addresses` column takes.
+    fn from_str(s: &str) -> Result<Mac, MacParseError> {
+        let bad = || MacParseError(s.chars().take(80).collect());
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for o in out.iter_mut() {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Mac(out))
     }
 }
 
@@ -429,6 +475,29 @@ mod tests {
 
     fn pool(cidr: &str, gw: Option<&str>, ex: &[&str]) -> Pool {
         Pool::new(cidr.parse().unwrap(), gw.map(ip), ex).unwrap()
+    }
+
+    #[test]
+    fn macs_parse_in_the_form_ovn_takes_and_group_or_zero_macs_are_recognised() {
+        let m: Mac = "0A:00:00:00:00:01".parse().unwrap();
+        assert_eq!(m.to_string(), "0a:00:00:00:00:01");
+        assert!(!m.is_multicast() && !m.is_zero());
+        assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap().is_multicast());
+        assert!("ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap().is_multicast());
+        assert!("00:00:00:00:00:00".parse::<Mac>().unwrap().is_zero());
+        for bad in [
+            "zz:zz",
+            "",
+            "0a:00:00:00:00",
+            "0a:00:00:00:00:01:02",
+            "0a-00-00-00-00-01",
+            "0a:00:00:00:00:1",
+            " 0a:00:00:00:00:01",
+            "0a:00:00:00:00:+1",
+            "0a:00:00:00:00:01\0",
+        ] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -365,7 +365,11 @@ pub fn translate(
     // Pods: binding first (so subnets know their ports), then addresses.
     let mut bound: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     let mut sorted: Vec<(String, &Pod)> = pods.iter().map(|p| (pod_key(p), p)).collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    // Oldest first (then by namespace/name): when addresses are short, a pod that has waited
+    // longer gets a freed one before a newer pod.
+    sorted.sort_by(|a, b| {
+        (&a.1.metadata.creation_timestamp, &a.0).cmp(&(&b.1.metadata.creation_timestamp, &b.0))
+    });
     let claims = Claims::new(subnets.values().map(|sp| sp.subnet));
     for (key, p) in sorted {
         let choice = claims.choose(p);

@@ -797,3 +797,64 @@ async fn a_pod_whose_subnet_went_away_has_its_ip_object_rewritten_not_duplicated
     .await;
     r.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_with_an_invalid_address_or_mac_annotation_gets_no_port_and_a_warning_naming_it() {
+    let (ctx, mut writers, api, nb, _sandbox) = fixture().await;
+    put(&mut writers.vpcs, vpc_a());
+    put(&mut writers.subnets, a_net1());
+    // Before: the address outside the subnet silently became a dynamic one, and the MAC went
+    // into the port as written.
+    let web = pod("team-a", "web", "ovnvpc.io/ip_address: 10.9.9.9");
+    let db = pod("team-a", "db", "ovnvpc.io/mac_address: \"zz:zz\"");
+    put(&mut writers.pods, web.clone());
+    put(&mut writers.pods, db.clone());
+    let mut api = api;
+    for (p, annotation, why) in [
+        (
+            web,
+            "ovnvpc.io/ip_address",
+            "10.9.9.9 is outside Subnet a-net1 (10.0.1.0/24)",
+        ),
+        (
+            db,
+            "ovnvpc.io/mac_address",
+            "\"zz:zz\" is not a MAC address",
+        ),
+    ] {
+        let name = p.metadata.name.clone().unwrap();
+        let (r, back) = run(
+            api,
+            reconcile_pod(Arc::new(p), ctx.clone()),
+            move |mut api| async move {
+                let (body, send) = api
+                    .expect("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events")
+                    .await;
+                assert_eq!(body["type"], "Warning");
+                assert_eq!(body["reason"], "InvalidAnnotation");
+                let note = body["note"].as_str().unwrap();
+                assert!(
+                    note.contains(&format!("metadata.annotations[{annotation}]"))
+                        && note.contains(why),
+                    "{note}"
+                );
+                assert_eq!(body["regarding"]["name"], name);
+                reply(send, 201, &body);
+                api
+            },
+        )
+        .await;
+        api = back;
+        assert_eq!(r.unwrap(), Action::requeue(Duration::from_secs(15)));
+    }
+    drop(api);
+    let ports = nbctl(&nb, &["--columns=name", "list", "Logical_Switch_Port"]);
+    assert!(
+        !ports.contains("web.team-a") && !ports.contains("db.team-a"),
+        "{ports}"
+    );
+    assert!(
+        ports.contains("a-net1-vpc-a"),
+        "the subnet itself is applied: {ports}"
+    );
+}

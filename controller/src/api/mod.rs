@@ -1,11 +1,16 @@
 //! The `ovnvpc.io/v1` API: the kinds of shared/DESIGN.md as kube `CustomResource`s, their CRDs
 //! (generated into `deploy/crds.yaml`, checked for freshness by a test), and validation.
 
+mod names;
+mod pods;
 mod types;
 mod validate;
 
+pub use names::NameRule;
+pub(crate) use names::one_line;
+pub use pods::{validate_pods, PodCheck, PodRequest};
 pub use types::*;
-pub use validate::{validate, validate_pods, Object, ValidationError};
+pub use validate::{validate, Object, ValidationError};
 
 use kube::CustomResourceExt;
 
@@ -166,6 +171,156 @@ spec: {eip: eip-a, protocol: tcp, externalPort: 8080, internalIp: 10.0.1.5, inte
             got,
             ["Vpc/v: spec.policyRoutes[0].priority: 40000 is outside 0..=32767"]
         );
+    }
+
+    #[test]
+    fn the_holes_of_issue_12_are_named_by_object_and_field() {
+        let cases = [
+            ("kind: Eip\nmetadata: {name: e}\nspec: {vpc: vpc-a, externalSubnet: ext, address: 172.16.0.1}",
+             "Eip/e: spec.address: 172.16.0.1 is the gateway of Subnet ext: it cannot be an Eip"),
+            ("kind: Eip\nmetadata: {name: e}\nspec: {vpc: vpc-a, externalSubnet: ext, address: 172.16.0.0}",
+             "Eip/e: spec.address: 172.16.0.0 is the network address of 172.16.0.0/24: it cannot be an Eip"),
+            ("kind: Eip\nmetadata: {name: e}\nspec: {vpc: vpc-a, externalSubnet: ext, address: 172.16.0.255}",
+             "Eip/e: spec.address: 172.16.0.255 is the broadcast address of 172.16.0.0/24: it cannot be an Eip"),
+            ("kind: Eip\nmetadata: {name: e}\nspec: {vpc: vpc-a, externalSubnet: ext2, address: 172.17.0.5}",
+             "Eip/e: spec.address: 172.17.0.5 is excluded (spec.excludeIps) in Subnet ext2: it cannot be an Eip"),
+            ("kind: Eip\nmetadata: {name: e}\nspec: {vpc: vpc-a, externalSubnet: ext, address: 'fd00::1'}",
+             "Eip/e: spec.address: fd00::1: IPv6 Eips are not supported (NAT and port forwarding here are IPv4)"),
+            ("kind: Fip\nmetadata: {name: fip-b}\nspec: {eip: eip-a, ip: 10.0.1.7}",
+             "Fip/fip-b: spec.eip: Eip eip-a already has Fip fip-a; an Eip maps to one Fip"),
+            ("kind: Vpc\nmetadata: {name: vpc-b}\nspec: {}",
+             "Vpc/vpc-b: metadata.name: Vpc \"vpc-b\" is given twice; each object may appear once"),
+            ("kind: Subnet\nmetadata: {name: \"a/b\"}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/24]}",
+             "Subnet/\"a/b\": metadata.name: \"a/b\" is not a valid name: '/' is not allowed (a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"),
+            ("kind: Fip\nmetadata: {name: \"f\\nx\"}\nspec: {eip: eip-a, ip: 10.0.1.7}",
+             "Fip/\"f\\nx\": metadata.name: \"f\\nx\" is not a valid name: '\\n' is not allowed"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/24], gateway: 10.2.0.0}",
+             "Subnet/s: spec.gateway: 10.2.0.0 is the network address of 10.2.0.0/24, which cannot be a gateway"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/24], gateway: 10.2.0.255}",
+             "Subnet/s: spec.gateway: 10.2.0.255 is the broadcast address of 10.2.0.0/24, which cannot be a gateway"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: ['fd00:b::/64'], gateway: 'fd00:b::'}",
+             "Subnet/s: spec.gateway: fd00:b:: is the subnet-router anycast address of fd00:b::/64, which cannot be a gateway"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/24], gateway: '10.2.0.1,10.2.0.2'}",
+             "Subnet/s: spec.gateway: 10.2.0.2 is a second IPv4 gateway; give at most one per family"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [0.0.0.0/0]}",
+             "Subnet/s: spec.cidrs[0]: 0.0.0.0/0 is the default route, not a subnet"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/31]}",
+             "Subnet/s: spec.cidrs[0]: 10.2.0.0/31 leaves no room for a gateway and a pod (IPv4 subnets need a prefix of /30 or shorter)"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.1/32]}",
+             "Subnet/s: spec.cidrs[0]: 10.2.0.1/32 leaves no room for a gateway and a pod (IPv4 subnets need a prefix of /30 or shorter)"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: ['fd00:b::/128']}",
+             "Subnet/s: spec.cidrs[0]: fd00:b::/128 leaves no room for a gateway and a pod (IPv6 subnets need a prefix of /126 or shorter)"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: ['::/0']}",
+             "Subnet/s: spec.cidrs[0]: ::/0 is the default route, not a subnet"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/30], excludeIps: [10.2.0.2]}",
+             "Subnet/s: spec.excludeIps: no address of 10.2.0.0/30 is left to give out"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {vpc: vpc-a, cidrs: [10.2.0.0/24], excludeIps: ['fd00::5']}",
+             "Subnet/s: spec.excludeIps[0]: \"fd00::5\" is IPv6 and the Subnet has no IPv6 CIDR"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {cidrs: [10.3.0.0/24], external: {physicalNetwork: \"phys\\0net\", vlan: 5000}}",
+             "Subnet/s: spec.external.physicalNetwork: \"phys\\0net\" contains '\\0': no whitespace or control characters"),
+            ("kind: Subnet\nmetadata: {name: s}\nspec: {cidrs: [10.3.0.0/24], external: {physicalNetwork: physnet, vlan: 5000}}",
+             "Subnet/s: spec.external.vlan: 5000 is outside 0..=4095"),
+            ("kind: Vpc\nmetadata: {name: v}\nspec: {staticRoutes: [{cidr: 10.0.0.0/8, nextHop: 'fd00::1'}]}",
+             "Vpc/v: spec.staticRoutes[0].nextHop: fd00::1 is IPv6 but the route's cidr 10.0.0.0/8 is IPv4"),
+            ("kind: Vpc\nmetadata: {name: v}\nspec: {staticRoutes: [{cidr: 10.0.0.0/8, nextHop: 10.0.1.1}, {cidr: 10.0.0.0/8, nextHop: 10.0.1.2}]}",
+             "Vpc/v: spec.staticRoutes[1].cidr: a second route for 10.0.0.0/8 with the same policy"),
+            ("kind: Vpc\nmetadata: {name: v}\nspec: {policyRoutes: [{priority: 1, match: \"ip4.src == \\\"x\", action: drop}]}",
+             "Vpc/v: spec.policyRoutes[0].match: a string (\") is not closed"),
+            ("kind: Vpc\nmetadata: {name: v}\nspec: {policyRoutes: [{priority: 1, match: \"ip4 &&\\n tcp\", action: drop}]}",
+             "Vpc/v: spec.policyRoutes[0].match: contains the control character '\\n'; a match is one line of text"),
+            ("kind: Vpc\nmetadata: {name: v}\nspec: {policyRoutes: [{priority: 1, match: \"(ip4\", action: drop}]}",
+             "Vpc/v: spec.policyRoutes[0].match: '(' is not closed"),
+            ("kind: Vpc\nmetadata: {name: v}\nspec: {namespaces: [\"a\\0\"]}",
+             "Vpc/v: spec.namespaces[0]: \"a\\0\" is not a valid name: '\\0' is not allowed (a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"),
+            ("kind: DnatRule\nmetadata: {name: d}\nspec: {eip: eip-a, protocol: tcp, externalPort: 81, internalIp: 'fd00:a::5', internalPort: 80}",
+             "DnatRule/d: spec.internalIp: fd00:a::5 is IPv6, but Eip eip-a is IPv4 and NAT maps IPv4 to IPv4"),
+            ("kind: DnatRule\nmetadata: {name: d}\nspec: {eip: eip-a, protocol: tcp, externalPort: 8080, internalIp: 10.0.1.6, internalPort: 80}",
+             "DnatRule/d: spec.externalPort: tcp port 8080 of Eip eip-a is also forwarded by DnatRule dnat-a"),
+            ("kind: SnatRule\nmetadata: {name: r}\nspec: {eip: eip-a, cidr: 'fd00:a::/64'}",
+             "SnatRule/r: spec.cidr: fd00:a:: is IPv6, but Eip eip-a is IPv4 and NAT maps IPv4 to IPv4"),
+            // VPC vpc with Subnet a-a-net1, VPC vpc-a with Subnet a-net1: one router port name.
+            ("kind: Vpc\nmetadata: {name: vpc}\nspec: {}\n---\napiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: a-a-net1}\nspec: {vpc: vpc, cidrs: [10.5.0.0/24]}",
+             "Subnet/a-net1: metadata.name: its router port would be named vpc-a-a-net1, as that of Subnet a-a-net1; rename one"),
+        ];
+        let ext2 = "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: ext2}\nspec: {cidrs: [172.17.0.0/24], excludeIps: ['172.17.0.2..172.17.0.9'], external: {physicalNetwork: physnet}}\n---\n";
+        for (doc, want) in cases {
+            let got = errors(&format!("{ext2}apiVersion: ovnvpc.io/v1\n{doc}\n"));
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "want {want}\ngot {got:?}"
+            );
+        }
+    }
+
+    fn pods(yaml: &str) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|d| k8s_openapi::api::core::v1::Pod::deserialize(d).unwrap())
+            .collect()
+    }
+
+    fn pod_errors(extra: &str) -> Vec<String> {
+        let pod = |name: &str, ann: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web, annotations: {{{ann}}}}}\nspec: {{containers: []}}\n---\n")
+        };
+        let mut text = pod("nginx-0", "ovnvpc.io/mac_address: '0a:00:00:00:00:01'");
+        text.push_str(extra);
+        let mut objs = objects(GOOD);
+        // `web` is a-net1's namespace here.
+        if let Object::Subnet(s) = &mut objs[3] {
+            s.spec.namespaces = vec!["web".into()];
+        }
+        validate_pods(&objs, &pods(text.trim_end_matches("---\n")))
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn pod_annotations_are_requests_that_are_honoured_or_refused_by_name() {
+        let p = |name: &str, ann: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web, annotations: {{{ann}}}}}\nspec: {{containers: []}}\n---\n")
+        };
+        let f = "metadata.annotations[ovnvpc.io/ip_address]";
+        let m = "metadata.annotations[ovnvpc.io/mac_address]";
+        assert_eq!(
+            pod_errors(&p("ok", "ovnvpc.io/ip_address: '10.0.1.20,fd00:a::20'")),
+            Vec::<String>::new()
+        );
+        for (extra, want) in [
+            (p("p", "ovnvpc.io/mac_address: 'zz:zz'"),
+             format!("Pod/web/p: {m}: \"zz:zz\" is not a MAC address (six two-digit hex octets separated by ':')")),
+            (p("p", "ovnvpc.io/mac_address: 'ff:ff:ff:ff:ff:ff'"),
+             format!("Pod/web/p: {m}: ff:ff:ff:ff:ff:ff is a multicast or broadcast address; a port needs a unicast MAC")),
+            (p("p", "ovnvpc.io/mac_address: '00:00:00:00:00:00'"),
+             format!("Pod/web/p: {m}: 00:00:00:00:00:00 is the all-zero address; a port needs a unicast MAC")),
+            (p("p", "ovnvpc.io/mac_address: '0A:00:00:00:00:01'"),
+             format!("Pod/web/p: {m}: 0a:00:00:00:00:01 is also requested by Pod web/nginx-0 in Subnet a-net1")),
+            (p("p", "ovnvpc.io/ip_address: 10.9.0.5"),
+             format!("Pod/web/p: {f}: 10.9.0.5 is outside Subnet a-net1 (10.0.1.0/24, fd00:a::/64)")),
+            (p("p", "ovnvpc.io/ip_address: 10.0.1.1"),
+             format!("Pod/web/p: {f}: 10.0.1.1 is the gateway of Subnet a-net1")),
+            (p("p", "ovnvpc.io/ip_address: 10.0.1.255"),
+             format!("Pod/web/p: {f}: 10.0.1.255 is the broadcast address of 10.0.1.0/24")),
+            (p("p", "ovnvpc.io/ip_address: 10.0.1.4"),
+             format!("Pod/web/p: {f}: 10.0.1.4 is excluded (spec.excludeIps) in Subnet a-net1")),
+            (p("p", "ovnvpc.io/ip_address: '10.0.1.20,10.0.1.21'"),
+             format!("Pod/web/p: {f}: 10.0.1.21 and 10.0.1.20 are of one family; give at most one per family")),
+            (p("p", "ovnvpc.io/ip_address: '10.0.1.20,'"),
+             format!("Pod/web/p: {f}: \"\" is not an IP address")),
+            (p("p", "ovnvpc.io/subnet: 'a/b'"),
+             "Pod/web/p: metadata.annotations[ovnvpc.io/subnet]: \"a/b\" is not a valid name: '/' is not allowed (a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)".to_string()),
+            (p("nginx-0", ""),
+             "Pod/web/nginx-0: metadata.name: Pod web/nginx-0 is given twice; each object may appear once".to_string()),
+            ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n".to_string(),
+             "Pod//p: metadata.namespace: is required (a pod's owner key and port name carry it)".into()),
+        ] {
+            let got = pod_errors(&extra);
+            assert!(got.contains(&want), "want {want}\ngot {got:?}");
+        }
+        // The controller's own record of an allocation in another (gone) subnet is not a
+        // request against the new one.
+        let moved = p("m", "ovnvpc.io/allocated: 'true', ovnvpc.io/logical_switch: gone, ovnvpc.io/ip_address: 10.7.0.2, ovnvpc.io/mac_address: '0a:00:00:00:00:07'");
+        assert_eq!(pod_errors(&moved), Vec::<String>::new());
     }
 
     #[test]

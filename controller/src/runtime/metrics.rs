@@ -63,6 +63,8 @@ pub struct Metrics {
     syncs: AtomicU64,
     replica_rows: AtomicU64,
     replica_bytes: AtomicU64,
+    triggers_lagged: AtomicU64,
+    triggers_lost: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -95,6 +97,18 @@ impl Metrics {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.replica_rows.store(rows as u64, Ordering::Relaxed);
         self.replica_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The status trigger channel lagged and `lost` triggers were dropped (every object was
+    /// reconciled again instead).
+    pub fn triggers_lagged(&self, lost: u64) {
+        self.triggers_lagged.fetch_add(1, Ordering::Relaxed);
+        self.triggers_lost.fetch_add(lost, Ordering::Relaxed);
+    }
+
+    /// Times the status trigger channel lagged (each followed by a full re-reconcile).
+    pub fn lagged(&self) -> u64 {
+        self.triggers_lagged.load(Ordering::Relaxed)
     }
 
     /// OVSDB write transactions sent so far.
@@ -149,6 +163,19 @@ impl Metrics {
                 "counter",
                 "Whole-world syncs (translate + diff).",
                 self.syncs.load(Ordering::Relaxed),
+            ),
+            (
+                "ovn_vpc_status_triggers_lagged_total",
+                "counter",
+                "Times status triggers were dropped by a lagging channel (each answered by \
+                 reconciling every object again).",
+                self.triggers_lagged.load(Ordering::Relaxed),
+            ),
+            (
+                "ovn_vpc_status_triggers_lost_total",
+                "counter",
+                "Status triggers dropped by a lagging channel.",
+                self.triggers_lost.load(Ordering::Relaxed),
             ),
             (
                 "ovn_vpc_replica_rows",

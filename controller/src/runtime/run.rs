@@ -109,22 +109,71 @@ impl Changed {
         })
     }
 
-    async fn forward(self, mut rx: tokio::sync::broadcast::Receiver<String>) {
-        loop {
-            let key = match rx.recv().await {
-                Ok(k) => k,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            };
-            if let Some((kind, rest)) = key.split_once('/') {
-                for (k, tx) in &self.senders {
-                    if *k == kind {
-                        let _ = tx.unbounded_send(rest.to_string());
-                    }
+    fn send(&self, key: &str) {
+        if let Some((kind, rest)) = key.split_once('/') {
+            for (k, tx) in &self.senders {
+                if *k == kind {
+                    let _ = tx.unbounded_send(rest.to_string());
                 }
             }
         }
     }
+
+    /// Forwards each key to its kind's stream. When the channel lagged, triggers were lost and
+    /// which ones is unknown: every object in the caches is reconciled again (warned and
+    /// counted), so no status is left stale.
+    async fn forward(
+        self,
+        mut rx: tokio::sync::broadcast::Receiver<String>,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+    ) {
+        loop {
+            match rx.recv().await {
+                Ok(key) => self.send(&key),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
+                    let keys = every_key(&stores);
+                    tracing::warn!(
+                        lost,
+                        objects = keys.len(),
+                        "status triggers were dropped (the channel lagged); reconciling every \
+                         object again"
+                    );
+                    metrics.triggers_lagged(lost);
+                    for k in keys {
+                        self.send(&k);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// The key (`Kind/name`, `Pod/namespace/name`) of every object in the caches whose status
+/// the Changed streams drive.
+fn every_key(stores: &Stores) -> Vec<String> {
+    fn keys<K: kube::Resource<DynamicType = ()> + Clone>(
+        kind: &str,
+        store: &Store<K>,
+    ) -> Vec<String> {
+        store
+            .state()
+            .iter()
+            .map(|o| match o.meta().namespace.as_deref() {
+                Some(ns) => format!("{kind}/{ns}/{}", o.meta().name.as_deref().unwrap_or("")),
+                None => format!("{kind}/{}", o.meta().name.as_deref().unwrap_or("")),
+            })
+            .collect()
+    }
+    let mut out = keys("Vpc", &stores.vpcs);
+    out.extend(keys("Subnet", &stores.subnets));
+    out.extend(keys("Eip", &stores.eips));
+    out.extend(keys("Fip", &stores.fips));
+    out.extend(keys("SnatRule", &stores.snat_rules));
+    out.extend(keys("DnatRule", &stores.dnat_rules));
+    out.extend(keys("Pod", &stores.pods));
+    out
 }
 
 /// The watch of every `K` in the cluster, through its cache; `listed` learns when the cache
@@ -354,7 +403,11 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
             }
         }
     }));
-    tasks.push(tokio::spawn(changed.forward(engine.subscribe())));
+    tasks.push(tokio::spawn(changed.forward(
+        engine.subscribe(),
+        stores.clone(),
+        engine.metrics().clone(),
+    )));
 
     tokio::select! {
         (done, _, _) = futures::future::select_all(tasks) => {
@@ -386,5 +439,76 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Subnet, Vpc};
+    use crate::runtime::put;
+
+    fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lagged_trigger_channel_reconciles_every_object_again_and_counts_it() {
+        let (stores, mut w) = Stores::new();
+        put(
+            &mut w.vpcs,
+            yaml::<Vpc>("apiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {name: vpc-a}\nspec: {}\n"),
+        );
+        for s in ["a-net1", "b-net1"] {
+            put(
+                &mut w.subnets,
+                yaml::<Subnet>(&format!(
+                    "apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {{name: {s}}}\nspec: {{cidrs: [10.0.1.0/24]}}\n"
+                )),
+            );
+        }
+        put(
+            &mut w.pods,
+            yaml::<Pod>("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: team-a}\nspec: {containers: []}\n"),
+        );
+        let mut changed = Changed {
+            senders: Vec::new(),
+        };
+        let vpcs = changed.stream::<Vpc>("Vpc");
+        let subnets = changed.stream::<Subnet>("Subnet");
+        let pods = changed.stream::<Pod>("Pod");
+        // A burst larger than the channel: the oldest triggers are dropped.
+        let (tx, rx) = tokio::sync::broadcast::channel(4);
+        for i in 0..10 {
+            tx.send(format!("Subnet/burst-{i}")).unwrap();
+        }
+        drop(tx);
+        let metrics = Arc::new(Metrics::default());
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            changed.forward(rx, stores, metrics.clone()),
+        )
+        .await
+        .expect("forward ends when the channel closes");
+
+        let names =
+            |v: Vec<String>| -> std::collections::BTreeSet<String> { v.into_iter().collect() };
+        let subnets = names(subnets.map(|r| r.name).collect().await);
+        let vpcs = names(vpcs.map(|r| r.name).collect().await);
+        let pods: Vec<(Option<String>, String)> =
+            pods.map(|r| (r.namespace, r.name)).collect().await;
+        // Every cached object is triggered again, and the triggers that were not dropped
+        // still arrive.
+        for s in [
+            "a-net1", "b-net1", "burst-6", "burst-7", "burst-8", "burst-9",
+        ] {
+            assert!(subnets.contains(s), "{s} not re-triggered: {subnets:?}");
+        }
+        assert!(vpcs.contains("vpc-a"), "{vpcs:?}");
+        assert_eq!(pods, [(Some("team-a".to_string()), "web".to_string())]);
+        assert_eq!(metrics.lagged(), 1);
+        assert!(metrics
+            .render()
+            .contains("ovn_vpc_status_triggers_lost_total 6"));
     }
 }

@@ -1,6 +1,7 @@
 //! The world as the caches show it, ready for translation (no I/O): objects being deleted are
 //! left out, except a VPC that still has subnets; invalid objects are left out with their
-//! errors; pods that must wait are set aside with why.
+//! errors; pods that must wait, or whose annotations ask for what cannot be given, are set aside
+//! with why.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{Resource, ResourceExt};
 
 use super::Stores;
-use crate::api::{validate, Object};
+use crate::api::{validate, Object, PodCheck};
 use crate::translate::{pod_key, Status, SUBNET_ANNOTATION};
 
 /// The world as the caches show it, ready for translation.
@@ -143,6 +144,10 @@ pub(crate) fn world(stores: &Stores) -> World {
             }
         }
     }
+    // Each pod's requests are checked alone (not against other pods: which of two pods asking
+    // for one address keeps it is the allocation's call, by what is in force, not by name).
+    // An invalid request gets no port and says why; it never falls back to a dynamic address.
+    let check = PodCheck::new(&objects);
     let mut pods = Vec::new();
     for p in stores.pods.state() {
         if !addressable(&p) {
@@ -154,6 +159,27 @@ pub(crate) fn world(stores: &Stores) -> World {
                 notes.push(pod_waits(&p, s));
                 continue;
             }
+        }
+        let (_, errors) = check.check(&p);
+        if !errors.is_empty() {
+            let msgs: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect();
+            let reason = if errors
+                .iter()
+                .all(|e| e.field.starts_with("metadata.annotations"))
+            {
+                "InvalidAnnotation"
+            } else {
+                "InvalidSpec"
+            };
+            notes.push(waiting(
+                pod_key(&p),
+                reason,
+                format!("{}; it gets no port until this is fixed", msgs.join("; ")),
+            ));
+            continue;
         }
         pods.push((*p).clone());
     }
@@ -285,5 +311,56 @@ mod tests {
         );
         let pods: Vec<String> = w.pods.iter().map(pod_key).collect();
         assert_eq!(pods, ["Pod/other/web"]);
+    }
+
+    #[test]
+    fn pods_with_bad_requests_are_left_out_with_the_annotation_named() {
+        let (stores, mut writers) = stores();
+        put(
+            &mut writers.subnets,
+            yaml("apiVersion: ovnvpc.io/v1\nkind: Subnet\nmetadata: {name: a-net1}\nspec: {vpc: vpc-a, cidrs: [10.0.1.0/24], namespaces: [team-a]}\n"),
+        );
+        for (name, ann) in [
+            ("ok", "ovnvpc.io/ip_address: 10.0.1.20"),
+            ("outside", "ovnvpc.io/ip_address: 10.9.0.5"),
+            ("gateway", "ovnvpc.io/ip_address: 10.0.1.1"),
+            ("mac", "ovnvpc.io/mac_address: \"0a:00:00:00:00:01 x\""),
+        ] {
+            put(
+                &mut writers.pods,
+                yaml(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: team-a, annotations: {{{ann}}}}}\nspec: {{containers: []}}\n")),
+            );
+        }
+        let w = world(&stores);
+        let pods: Vec<String> = w.pods.iter().map(pod_key).collect();
+        assert_eq!(pods, ["Pod/team-a/ok"]);
+        let mut n: Vec<(String, String, String)> = w
+            .notes
+            .iter()
+            .map(|s| (s.object.clone(), s.reason.clone(), s.message.clone()))
+            .collect();
+        n.sort();
+        assert_eq!(n.len(), 3, "{n:?}");
+        for (object, reason, message) in &n {
+            assert_eq!(reason, "InvalidAnnotation", "{object}");
+            assert!(
+                message.contains("metadata.annotations[ovnvpc.io/"),
+                "{message}"
+            );
+            assert!(
+                message.ends_with("it gets no port until this is fixed"),
+                "{message}"
+            );
+        }
+        assert!(
+            n[0].2.contains("10.0.1.1 is the gateway of Subnet a-net1"),
+            "{n:?}"
+        );
+        assert!(n[1].2.contains("is not a MAC address"), "{n:?}");
+        assert!(
+            n[2].2
+                .contains("10.9.0.5 is outside Subnet a-net1 (10.0.1.0/24)"),
+            "{n:?}"
+        );
     }
 }
