@@ -52,9 +52,9 @@ pub struct Manifests {
     /// file`), directory entries that are not regular files (`path (a FIFO, not a regular
     /// file)`).
     pub skipped: Vec<String>,
-    /// Where each object was read (`Kind/namespace/name` → file and document), to name both
+    /// Where each object was read ((kind, namespace, name) → file and document), to name both
     /// places when one is given twice.
-    seen: BTreeMap<String, (PathBuf, usize)>,
+    seen: BTreeMap<(String, Option<String>, String), (PathBuf, usize)>,
 }
 
 /// A manifest that could not be read.
@@ -367,18 +367,20 @@ pub fn parse_into(path: &Path, text: &str, out: &mut Manifests) -> Result<(), Ma
                 continue;
             }
         }
-        // The same object twice: which one would win is not for us to guess.
-        let key = match (kind.as_str(), &namespace) {
-            ("Pod", Some(ns)) => format!("Pod/{ns}/{name}"),
-            _ => format!("{kind}/{name}"),
-        };
+        // The same object twice: which one would win is not for us to guess. Keyed by parts,
+        // not by a joined string: `b/c` in `a` and `c` in `a/b` are two (invalid) objects.
+        let namespace = namespace.filter(|_| kind == "Pod");
+        let key = (kind.clone(), namespace.clone(), name.clone());
         if let Some((p, d)) = out.seen.get(&key) {
+            let shown_key = match &namespace {
+                Some(ns) => format!("{}/{}/{}", shown(&kind), shown(ns), shown(&name)),
+                None => format!("{}/{}", shown(&kind), shown(&name)),
+            };
             return Err(invalid(
                 label,
                 format!(
-                    "metadata.name: {} is also given in {}, document {d}; each object may \
-                     appear once",
-                    shown(&key),
+                    "metadata.name: {shown_key} is also given in {}, document {d}; each object \
+                     may appear once",
                     p.display()
                 ),
             ));

@@ -147,7 +147,8 @@ fn check(
             assert_eq!(old, &now[name], "{name} changed address");
         }
     }
-    // A pod waits only when its subnet is full or its static request cannot be met.
+    // A pod waits only when its subnet is full or its static request cannot be met (taken by
+    // another pod: a reserved one is refused before anything is applied).
     for b in [false, true] {
         let (subnet, capacity) = if b { ("b", 13) } else { ("a", 10) };
         let placed = now.values().filter(|(s, ..)| s == subnet).count();
@@ -162,6 +163,16 @@ fn check(
         }
     }
     now
+}
+
+/// A live pod asking for an address its subnet never gives out: the gateway (.1), or for
+/// subnet `a` an excluded one (.5, .6, .9).
+fn asks_for_a_reserved_address(alive: &BTreeMap<(bool, u8), Option<u8>>) -> bool {
+    alive.iter().any(|((b, _), st)| match st {
+        Some(1) => true,
+        Some(h) => !*b && [5, 6, 9].contains(h),
+        None => false,
+    })
 }
 
 /// Two live pods of one namespace (so one subnet) asking for the same static address.
@@ -230,10 +241,16 @@ proptest! {
             }
             let world = write_world(dir.path(), &alive, seed);
             let applied = rt.block_on(ovn_vpc::standalone::apply(&nb, None, std::slice::from_ref(&world), ovn_vpc::standalone::ApplyOptions::prune()));
-            if two_pods_want_one_address(&alive) {
+            if two_pods_want_one_address(&alive) || asks_for_a_reserved_address(&alive) {
                 // Invalid input: refused as a whole, the NB untouched; the step is undone.
-                let e = applied.expect_err("two pods asking one address were accepted");
-                prop_assert!(e.to_string().contains("is also requested by Pod"), "{e}");
+                let e = applied.expect_err("two pods asking one address, or a reserved one, were accepted");
+                let e = e.to_string();
+                prop_assert!(
+                    e.contains("is also requested by Pod")
+                        || e.contains("is the gateway of Subnet")
+                        || e.contains("is excluded (spec.excludeIps)"),
+                    "{}", e
+                );
                 prop_assert_eq!(&ports(&nb), &before);
                 alive = previous;
                 continue;

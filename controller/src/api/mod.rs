@@ -6,8 +6,8 @@ mod pods;
 mod types;
 mod validate;
 
-pub use names::NameRule;
 pub(crate) use names::one_line;
+pub use names::NameRule;
 pub use pods::{validate_pods, PodCheck, PodRequest};
 pub use types::*;
 pub use validate::{validate, Object, ValidationError};
