@@ -388,7 +388,13 @@ fn check(text: &str) -> Reached {
     if !errors.is_empty() {
         return Reached::Validation;
     }
-    let t = translate(&m.objects, &m.pods, &BTreeMap::new(), &["ch0".into()]);
+    let t = translate(
+        &m.objects,
+        &m.pods,
+        &BTreeMap::new(),
+        &["ch0".into()],
+        crate::translate::Absent::Release,
+    );
     // Rows the server takes: every value of its column's type, unique indexes unique, and no
     // control character anywhere (a NUL resets the connection).
     let schema = schema();
