@@ -15,10 +15,11 @@ use super::{Object, ValidationError};
 use crate::ipam::Mac;
 use crate::translate::{Claims, IP_ANNOTATION, MAC_ANNOTATION, SUBNET_ANNOTATION};
 
-/// The controller's record of an allocation on the pod (`ovnvpc.io/allocated`,
-/// `ovnvpc.io/logical_switch`), written beside `ip_address` and `mac_address`.
-const ALLOCATED: &str = "ovnvpc.io/allocated";
-const LOGICAL_SWITCH: &str = "ovnvpc.io/logical_switch";
+// The controller's record of an allocation on the pod, written beside `ip_address` and
+// `mac_address`.
+use crate::runtime::{
+    ALLOCATED_ANNOTATION as ALLOCATED, LOGICAL_SWITCH_ANNOTATION as LOGICAL_SWITCH,
+};
 
 /// What one pod asks for, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

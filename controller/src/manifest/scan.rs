@@ -314,3 +314,31 @@ mod tests {
         assert_eq!(strip_boms("a: |\n\u{feff}x\n"), "a: |\n\u{feff}x\n");
     }
 }
+
+#[cfg(test)]
+mod real_files {
+    use super::*;
+
+    /// The smallest limit `text` passes.
+    fn depth(text: &str) -> usize {
+        (0..=super::super::MAX_DEPTH)
+            .find(|m| check_depth(text, *m).is_ok())
+            .unwrap_or(usize::MAX)
+    }
+
+    #[test]
+    fn the_repository_manifests_are_far_below_the_limit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for dir in ["deploy", "examples"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "yaml") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    let d = depth(&text);
+                    eprintln!("{}: {d}", p.display());
+                    assert!(d <= 40, "{}: estimated depth {d}", p.display());
+                }
+            }
+        }
+    }
+}
