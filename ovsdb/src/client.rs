@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{Connection, Outgoing, Stats, TaskOptions};
+use crate::connection::{
+    Connection, Failure, Outgoing, Stats, TaskOptions, DEFAULT_NOTIFICATION_BUDGET,
+};
 use crate::message::{Notification, Request, Response};
 use crate::operation::{decode_results, Operation, OperationResult, ServerError};
 use crate::remote::Remote;
@@ -19,6 +21,9 @@ use crate::schema::DatabaseSchema;
 use crate::tls::TlsSettings;
 use crate::transport::{self, BoxTransport};
 use crate::{Error, DEFAULT_MAX_MESSAGE};
+
+/// The default deadline of each request: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -28,10 +33,23 @@ pub struct ConnectOptions {
     /// Give up on one remote after this long.
     pub connect_timeout: Duration,
     /// Probe a silent server with `echo` after this long, and drop the connection when the
-    /// next interval also passes in silence. `None` disables probing.
+    /// next interval also passes in silence — unless a request of ours is outstanding, which
+    /// means the server is busy with it (ovsdb-server sends nothing while it executes a large
+    /// transaction); the request's deadline bounds that wait instead. Any byte received
+    /// counts as hearing from the server. `None` disables probing.
     pub inactivity_probe: Option<Duration>,
     /// The largest message accepted from the server.
     pub max_message: usize,
+    /// The deadline of each request, from the moment it is queued until its whole reply has
+    /// arrived ([`DEFAULT_REQUEST_TIMEOUT`], 30 s). When it passes the request fails with
+    /// [`Error::Deadline`] — or [`Error::OutcomeUnknown`] for a `transact` that was
+    /// (possibly) written — and the connection stays up. `None`: no deadline. Per client
+    /// handle: [`Client::with_request_timeout`].
+    pub request_timeout: Option<Duration>,
+    /// Bytes of notifications that may wait unread in [`crate::Notifications`]
+    /// ([`crate::DEFAULT_NOTIFICATION_BUDGET`], 64 MiB; a single larger message alone); beyond
+    /// that the connection stops reading until the consumer catches up.
+    pub notification_budget: usize,
 }
 
 impl Default for ConnectOptions {
@@ -41,6 +59,8 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             inactivity_probe: Some(Duration::from_secs(5)),
             max_message: DEFAULT_MAX_MESSAGE,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            notification_budget: DEFAULT_NOTIFICATION_BUDGET,
         }
     }
 }
@@ -59,29 +79,39 @@ pub async fn connect(remotes: &str) -> Result<(Client, Connection), Error> {
     connect_with(remotes, &ConnectOptions::default()).await
 }
 
-/// [`connect`] with options.
+/// [`connect`] with options. Each remote is tried once, in order; when none can be reached
+/// the error is [`Error::Unavailable`], naming each remote and why (`unix:/run/x.sock: No such
+/// file or directory (os error 2)`). A refused connection or a missing socket fails at once;
+/// an unreachable host after `connect_timeout`.
 pub async fn connect_with(
     remotes: &str,
     opts: &ConnectOptions,
 ) -> Result<(Client, Connection), Error> {
     let list = Remote::parse_list(remotes)?;
-    let mut last_err = None;
+    let started = std::time::Instant::now();
+    let mut tried = Vec::new();
     for remote in &list {
         match transport::open(remote, opts.tls.as_ref(), opts.connect_timeout).await {
             Ok(t) => return Ok(Client::over(t, remote.to_string(), opts)),
             Err(e) => {
                 tracing::debug!(%remote, error = %e, "cannot connect");
-                last_err = Some(e);
+                tried.push((remote.to_string(), transport::cause(&e)));
             }
         }
     }
-    Err(last_err.unwrap_or_else(|| Error::Closed("no remote".into())))
+    Err(Error::Unavailable {
+        db: None,
+        waited: started.elapsed(),
+        tried,
+    })
 }
 
 /// A handle to one OVSDB connection. Clones share the connection.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The deadline of requests made through this handle.
+    timeout: Option<Duration>,
 }
 
 struct Inner {
@@ -105,7 +135,7 @@ impl std::fmt::Debug for Client {
 pub struct PendingReply {
     id: u64,
     method: String,
-    rx: oneshot::Receiver<Result<Response, Error>>,
+    rx: oneshot::Receiver<Result<Response, Failure>>,
 }
 
 impl PendingReply {
@@ -114,12 +144,26 @@ impl PendingReply {
         self.id
     }
 
-    /// Waits for the reply: its `result`, or the server's `error` as [`Error::Server`].
+    /// Waits for the reply: its `result`, or the server's `error` as [`Error::Server`]. No
+    /// reply within the deadline is [`Error::Deadline`], a connection lost first is
+    /// [`Error::Closed`] (or the connection's error); for a `transact` that was (possibly)
+    /// written, either becomes [`Error::OutcomeUnknown`].
     pub async fn result(self) -> Result<Box<RawValue>, Error> {
-        let resp = self
-            .rx
-            .await
-            .map_err(|_| Error::Closed("the connection task is gone".into()))??;
+        let resp = match self.rx.await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(failure)) => return Err(failure_error(&self.method, failure)),
+            // The connection future was dropped (not spawned, aborted) with the request in
+            // its hands.
+            Err(_) => {
+                return Err(failure_error(
+                    &self.method,
+                    Failure::Closed {
+                        reason: "the connection task is gone".into(),
+                        sent: true,
+                    },
+                ))
+            }
+        };
         resp.result
             .map_err(|e| Error::Server(ServerError::from_json(&e)))
     }
@@ -132,6 +176,29 @@ impl PendingReply {
             method,
             message: e.to_string(),
         })
+    }
+}
+
+/// The error for a request that got no reply. Only a `transact` can change the database, so
+/// only it is "outcome unknown" when it may have reached the server.
+fn failure_error(method: &str, failure: Failure) -> Error {
+    let (cause, sent) = match failure {
+        Failure::Closed { reason, sent } => (Error::Closed(reason), sent),
+        Failure::Deadline { after, sent } => (
+            Error::Deadline {
+                method: method.to_string(),
+                after,
+            },
+            sent,
+        ),
+    };
+    if sent && method == "transact" {
+        Error::OutcomeUnknown {
+            method: method.to_string(),
+            cause: Box::new(cause),
+        }
+    } else {
+        cause
     }
 }
 
@@ -151,6 +218,7 @@ impl Client {
             TaskOptions {
                 max_message: opts.max_message,
                 inactivity_probe: opts.inactivity_probe,
+                notification_budget: opts.notification_budget,
             },
         );
         let client = Client {
@@ -161,8 +229,23 @@ impl Client {
                 remote,
                 schemas: Mutex::new(HashMap::new()),
             }),
+            timeout: opts.request_timeout,
         };
         (client, connection)
+    }
+
+    /// A handle on the same connection whose requests have deadline `timeout` (`None`: none),
+    /// e.g. for a `transact` known to take long, or one blocked in a `wait` on purpose.
+    pub fn with_request_timeout(&self, timeout: Option<Duration>) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// The deadline of requests made through this handle.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The remote this client is connected to.
@@ -186,9 +269,15 @@ impl Client {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let bytes = Request::new(id, method, params)?.encode()?;
         let (reply, rx) = oneshot::channel();
+        let deadline = self.timeout.map(|d| (tokio::time::Instant::now() + d, d));
         self.inner
             .tx
-            .send(Outgoing::Request { id, bytes, reply })
+            .send(Outgoing::Request {
+                id,
+                bytes,
+                reply,
+                deadline,
+            })
             .map_err(|_| Error::Closed("the connection task is gone".into()))?;
         Ok(PendingReply {
             id,

@@ -30,10 +30,55 @@ pub enum Error {
     Io(#[from] std::io::Error),
 
     /// The connection is closed (by the server, by a transport error reported earlier, or
-    /// because the [`crate::Connection`] future was dropped); the request may or may not have
-    /// been carried out.
+    /// because the [`crate::Connection`] future was dropped). For a `transact` that was
+    /// (possibly) written before the connection ended the error is
+    /// [`Error::OutcomeUnknown`] instead; a `Closed` transact was certainly not carried out.
     #[error("connection closed{}", if .0.is_empty() { String::new() } else { format!(": {}", .0) })]
     Closed(String),
+
+    /// No reply came within the request's deadline
+    /// ([`crate::ConnectOptions::request_timeout`]). The connection itself is still usable; a
+    /// late reply is ignored. A `transact` that was (possibly) written is reported as
+    /// [`Error::OutcomeUnknown`] with this as its cause.
+    #[error("no reply to {method} within {after:?} (the request deadline)")]
+    Deadline {
+        /// The request's method.
+        method: String,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
+
+    /// A `transact` was (possibly) written to the server and no reply came: the connection was
+    /// lost after sending, or the deadline passed. The transaction may or may not have
+    /// committed; re-read the database (a [`crate::Session`]'s replica after it reconnects) to
+    /// find out. See [`Error::is_outcome_unknown`].
+    #[error("outcome of {method} unknown, it may or may not have been carried out: {cause}")]
+    OutcomeUnknown {
+        /// The request's method (`transact`).
+        method: String,
+        /// Why no reply came: [`Error::Closed`] (or another connection error) or
+        /// [`Error::Deadline`].
+        #[source]
+        cause: Box<Error>,
+    },
+
+    /// The server broke the protocol in a way that makes the connection untrustworthy, such
+    /// as a reply whose id answers no request of ours. Ends the connection.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+
+    /// No server could be used: each remote tried and why (the OS error, "follower of cluster
+    /// …", …). From [`crate::connect_with`] when every remote failed, and from
+    /// [`crate::Session::client`].
+    #[error("{}", unavailable_message(.db.as_deref(), *.waited, .tried))]
+    Unavailable {
+        /// The database asked for (`None` for a plain connection).
+        db: Option<String>,
+        /// How long was waited.
+        waited: std::time::Duration,
+        /// Each remote tried, with the last reason it could not be used.
+        tried: Vec<(String, String)>,
+    },
 
     /// The server answered a method with an error (`unknown database`, `canceled`, …).
     #[error("server error: {0}")]
@@ -100,11 +145,63 @@ impl Error {
     /// Whether the connection is unusable and a new one is needed (as opposed to one request
     /// having failed).
     pub fn is_connection_lost(&self) -> bool {
-        matches!(
-            self,
-            Error::Closed(_) | Error::Io(_) | Error::Framing(_) | Error::Timeout(_)
-        )
+        match self {
+            Error::Closed(_)
+            | Error::Io(_)
+            | Error::Framing(_)
+            | Error::Timeout(_)
+            | Error::Protocol(_) => true,
+            Error::OutcomeUnknown { cause, .. } => cause.is_connection_lost(),
+            _ => false,
+        }
     }
+
+    /// Whether a `transact` was (possibly) written to the server and no reply came (the
+    /// connection was lost after sending, or the request deadline passed): the transaction may
+    /// or may not have committed, and only re-reading the database tells. `false` for errors
+    /// where the request certainly was not carried out (connection refused, no server,
+    /// refused by the schema check, closed before it was sent) and for every reply the server
+    /// gave.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. })
+    }
+
+    /// Whether the request deadline passed (directly or as the cause of
+    /// [`Error::OutcomeUnknown`]).
+    pub fn is_deadline(&self) -> bool {
+        match self {
+            Error::Deadline { .. } => true,
+            Error::OutcomeUnknown { cause, .. } => cause.is_deadline(),
+            _ => false,
+        }
+    }
+
+    /// Whether no server could be reached or used ([`Error::Unavailable`]); nothing was sent.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}
+
+fn unavailable_message(
+    db: Option<&str>,
+    waited: std::time::Duration,
+    tried: &[(String, String)],
+) -> String {
+    let mut s = match db {
+        Some(db) => format!("no usable server for {db}"),
+        None => "cannot connect".to_string(),
+    };
+    if !waited.is_zero() {
+        s.push_str(&format!(" within {waited:.1?}"));
+    }
+    if tried.is_empty() {
+        s.push_str(": no remote was tried yet");
+    } else {
+        let list: Vec<String> = tried.iter().map(|(r, why)| format!("{r}: {why}")).collect();
+        s.push_str(": ");
+        s.push_str(&list.join("; "));
+    }
+    s
 }
 
 /// Why a byte stream could not be split into JSON texts.

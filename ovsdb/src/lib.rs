@@ -55,8 +55,13 @@ mod session;
 mod tls;
 mod transport;
 
-pub use client::{connect, connect_with, Client, ConnectOptions, PendingReply, PendingTransact};
-pub use connection::{Connection, Notifications, Stats};
+pub use client::{
+    connect, connect_with, Client, ConnectOptions, PendingReply, PendingTransact,
+    DEFAULT_REQUEST_TIMEOUT,
+};
+pub use connection::{
+    Connection, Notifications, Stats, DEFAULT_NOTIFICATION_BUDGET, REPLY_BACKLOG,
+};
 pub use error::{Error, FramingError};
 pub use framing::{JsonCodec, JsonSplitter, DEFAULT_MAX_MESSAGE, MAX_DEPTH};
 pub use message::{Message, Notification, Request, Response};

@@ -6,7 +6,18 @@
 //! The failure modes this exists for (seen in libovsdb-based controllers): a cache lost or left
 //! inconsistent after a RAFT leader change, full resyncs of a large database on every
 //! reconnect, and writes sent to a stale follower.
+//!
+//! After a lost reply — [`Error::is_outcome_unknown`] from [`Session::transact`] or from a
+//! [`Client`] of [`Session::client`] — the way to find out what happened is: call
+//! [`Session::client`] again (it waits for the session to be connected to a leader with its
+//! replica re-synced, which is after the transaction if it committed), then read the replica.
+//!
+//! At start-up [`Session::client`] fails fast: once every remote has been tried and none was
+//! usable it returns [`Error::Unavailable`] naming each remote and why ("Connection refused",
+//! "follower of cluster …"), unless [`SessionOptions::wait`] asks to keep trying. Once the
+//! session has been connected it waits the whole `timeout` for a new leader (a failover).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -14,8 +25,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::client::{connect_with, Client, ConnectOptions};
+use crate::client::{Client, ConnectOptions};
 use crate::monitor::{
     monitor_cond_params, monitor_cond_since_params, monitor_params, MonitorMethod, MonitorRequests,
     RowUpdate, UpdateNotification,
@@ -40,6 +52,11 @@ pub struct SessionOptions {
     pub backoff_min: Duration,
     /// Longest delay between rounds of attempts.
     pub backoff_max: Duration,
+    /// How long [`Session::client`] keeps trying, from the session's start, while no remote
+    /// has been usable yet (missing socket, connection refused, not the leader). Zero (the
+    /// default): fail as soon as every remote has been tried once. Once the session has been
+    /// connected, `client()` always waits its whole timeout (for a failover).
+    pub wait: Duration,
 }
 
 impl SessionOptions {
@@ -52,6 +69,7 @@ impl SessionOptions {
             monitor: None,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(4),
+            wait: Duration::ZERO,
         }
     }
 
@@ -80,10 +98,23 @@ pub struct SessionStats {
 }
 
 struct Shared {
-    current: watch::Sender<Option<Client>>,
+    current: watch::Sender<State>,
     replica: RwLock<Option<Replica>>,
     changes: broadcast::Sender<Arc<[Change]>>,
     stats: SessionStats,
+}
+
+/// What [`Session::client`] waits on: the usable client, and why each remote is not.
+#[derive(Debug, Clone, Default)]
+struct State {
+    client: Option<Client>,
+    /// Per remote, in list order: the last reason it could not be used, or what is being done
+    /// with it now.
+    remotes: Vec<(String, String)>,
+    /// Completed rounds in which no remote was usable.
+    rounds_failed: u64,
+    /// Some remote was usable once.
+    ever_connected: bool,
 }
 
 /// A self-healing connection to the leader of `db`, with a replica of the monitored tables.
@@ -92,6 +123,8 @@ pub struct Session {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
     db: String,
+    started: Instant,
+    wait: Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -112,7 +145,13 @@ impl Session {
     /// Starts connecting to `remotes` (a comma-separated list) in the background.
     pub fn start(remotes: &str, opts: SessionOptions) -> Result<Session, Error> {
         let list = Remote::parse_list(remotes)?;
-        let (current, _) = watch::channel(None);
+        let (current, _) = watch::channel(State {
+            remotes: list
+                .iter()
+                .map(|r| (r.to_string(), "not tried yet".to_string()))
+                .collect(),
+            ..State::default()
+        });
         let (changes, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             current,
@@ -121,33 +160,71 @@ impl Session {
             stats: SessionStats::default(),
         });
         let db = opts.db.clone();
+        let wait = opts.wait;
         let task = tokio::spawn(run(shared.clone(), list, opts));
-        Ok(Session { shared, task, db })
+        Ok(Session {
+            shared,
+            task,
+            db,
+            started: Instant::now(),
+            wait,
+        })
     }
 
     /// The connected client, waiting up to `timeout` for a (leader) connection with its
-    /// replica synced.
+    /// replica synced. Fails with [`Error::Unavailable`], naming each remote and why it could
+    /// not be used: when `timeout` passes, or — while no remote has been usable since the
+    /// session started — as soon as every remote has been tried and [`SessionOptions::wait`]
+    /// has passed (at once by default: a missing socket or a refused connection is reported in
+    /// milliseconds, not after `timeout`).
     pub async fn client(&self, timeout: Duration) -> Result<Client, Error> {
+        let give_up = Instant::now() + timeout;
+        let wait_until = self.started + self.wait;
         let mut rx = self.shared.current.subscribe();
-        let result = tokio::time::timeout(timeout, async {
-            rx.wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()))
-                .await
-                .map(|c| c.clone())
-        })
-        .await;
-        match result {
-            Ok(Ok(Some(c))) => Ok(c),
-            Ok(Ok(None)) | Ok(Err(_)) => Err(Error::Closed("the session has ended".into())),
-            Err(_) => Err(Error::Timeout(format!(
-                "no usable server for {} within {timeout:?}",
-                self.db
-            ))),
+        loop {
+            {
+                let state = rx.borrow_and_update();
+                if let Some(c) = state.client.as_ref().filter(|c| !c.is_closed()) {
+                    return Ok(c.clone());
+                }
+                if !state.ever_connected && state.rounds_failed > 0 && Instant::now() >= wait_until
+                {
+                    return Err(self.unavailable(&state, self.wait));
+                }
+            }
+            let wake = if Instant::now() < wait_until {
+                give_up.min(wait_until)
+            } else {
+                give_up
+            };
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Closed("the session has ended".into()));
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= give_up {
+                        return Err(self.unavailable(&rx.borrow(), timeout));
+                    }
+                }
+            }
         }
     }
 
-    /// `transact` on the session's database through the current connection. A connection lost
-    /// while waiting for the reply is an error: the transaction may or may not have committed,
-    /// so it is not retried blindly (guard it with `wait` or re-read the replica).
+    fn unavailable(&self, state: &State, waited: Duration) -> Error {
+        Error::Unavailable {
+            db: Some(self.db.clone()),
+            waited,
+            tried: state.remotes.clone(),
+        }
+    }
+
+    /// `transact` on the session's database through the current connection. A reply lost
+    /// after the request was (possibly) sent — connection lost, deadline passed — is
+    /// [`Error::OutcomeUnknown`] ([`Error::is_outcome_unknown`]): the transaction may or may
+    /// not have committed, so it is not retried blindly. Call [`Session::client`] again and
+    /// read the replica to find out (or guard a retry with `wait`).
     pub async fn transact(
         &self,
         ops: &[Operation],
@@ -192,26 +269,47 @@ fn publish(shared: &Shared, changes: Vec<Change>) {
     }
 }
 
+/// Records what is known about remote `idx` for [`Session::client`]'s errors.
+fn set_status(shared: &Shared, idx: usize, why: String) {
+    shared.current.send_modify(|s| {
+        if let Some(slot) = s.remotes.get_mut(idx) {
+            slot.1 = why;
+        }
+    });
+}
+
 async fn run(shared: Arc<Shared>, remotes: Vec<Remote>, opts: SessionOptions) {
     let mut backoff = opts.backoff_min;
     let mut next = 0usize;
+    // Cluster id → the remote last seen leading it, for "follower of …, leader is …".
+    let mut leaders: HashMap<String, String> = HashMap::new();
     loop {
         let mut connected = false;
         for i in 0..remotes.len() {
             let idx = (next + i) % remotes.len();
             let remote = &remotes[idx];
-            match attempt(&shared, remote, &opts).await {
-                Ok(()) => {
+            set_status(&shared, idx, "connecting".into());
+            match attempt(&shared, idx, remote, &opts, &mut leaders).await {
+                Ok(ended) => {
                     // It worked for a while and then ended: the next round starts with the
                     // following member (the one that just failed is likely down).
+                    set_status(&shared, idx, ended);
                     connected = true;
                     next = idx + 1;
                     break;
                 }
-                Err(e) => tracing::debug!(%remote, error = %e, "session attempt failed"),
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "session attempt failed");
+                    set_status(&shared, idx, describe(&e));
+                }
             }
         }
-        shared.current.send_replace(None);
+        shared.current.send_modify(|s| {
+            s.client = None;
+            if !connected {
+                s.rounds_failed += 1;
+            }
+        });
         if connected {
             backoff = opts.backoff_min;
             continue;
@@ -232,12 +330,36 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + r)
 }
 
+/// One line saying why a remote could not be used.
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Io(io) => io.to_string(),
+        Error::Server(s) if matches!(s.kind, ErrorKind::NotLeader | ErrorKind::Other(_)) => s
+            .details
+            .clone()
+            .unwrap_or_else(|| s.kind.as_str().to_string()),
+        other => other.to_string(),
+    }
+}
+
 /// The `_Server` view of the database on one server.
 struct DbStatus {
     clustered: bool,
     connected: bool,
     leader: bool,
     index: u64,
+    /// The cluster id (clustered databases).
+    cid: Option<String>,
+}
+
+/// The first UUID of a `_Server` column that is `["set", []]` or `["uuid", "…"]`.
+fn uuid_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(a) if a.first() == Some(&json!("uuid")) => {
+            a.get(1).and_then(Value::as_str).map(str::to_string)
+        }
+        _ => None,
+    }
 }
 
 async fn db_status(client: &Client, db: &str) -> Result<DbStatus, Error> {
@@ -246,7 +368,7 @@ async fn db_status(client: &Client, db: &str) -> Result<DbStatus, Error> {
             "transact",
             &json!(["_Server", {"op": "select", "table": "Database",
                 "where": [["name", "==", db]],
-                "columns": ["model", "connected", "leader", "index"]}]),
+                "columns": ["model", "connected", "leader", "index", "cid"]}]),
         )
         .await?;
     let v: Value = serde_json::from_str(raw.get()).map_err(|e| Error::MalformedReply {
@@ -264,6 +386,7 @@ async fn db_status(client: &Client, db: &str) -> Result<DbStatus, Error> {
         connected: row["connected"] == true,
         leader: row["leader"] == true,
         index: row["index"].as_u64().unwrap_or(0),
+        cid: uuid_of(&row["cid"]),
     })
 }
 
@@ -271,28 +394,54 @@ const MAIN: &str = "ovn-vpc-main";
 const SERVER: &str = "ovn-vpc-server";
 
 /// One connection's life: connect, check leadership, sync the replica, then follow updates
-/// until the connection ends or the server stops leading. `Ok` means it was usable.
+/// until the connection ends or the server stops leading. `Ok` means it was usable, and says
+/// why it ended.
 async fn attempt(
     shared: &Arc<Shared>,
+    idx: usize,
     remote: &Remote,
     opts: &SessionOptions,
-) -> Result<(), Error> {
-    let (client, mut connection) = connect_with(&remote.to_string(), &opts.connect).await?;
+    leaders: &mut HashMap<String, String>,
+) -> Result<String, Error> {
+    let transport = crate::transport::open(
+        remote,
+        opts.connect.tls.as_ref(),
+        opts.connect.connect_timeout,
+    )
+    .await?;
+    let (client, mut connection) = Client::over(transport, remote.to_string(), &opts.connect);
     let mut notes = connection
         .take_notifications()
         .ok_or_else(|| Error::Closed("notifications already taken".into()))?;
-    let conn_task = tokio::spawn(connection);
-    // Whatever happens below, the connection dies with this attempt.
-    let _guard = AbortOnDrop(conn_task);
+    let mut conn_task = AbortOnDrop(tokio::spawn(connection));
+    // Whatever happens below, the connection dies with this attempt (the guard aborts it).
 
+    set_status(shared, idx, "connected, reading _Server".into());
     let status = db_status(&client, &opts.db).await?;
     if status.clustered {
         let seen = shared.stats.max_index.load(Ordering::Relaxed);
+        if let (Some(cid), true) = (&status.cid, status.leader && status.connected) {
+            leaders.insert(cid.clone(), remote.to_string());
+        }
         if opts.leader_only && !(status.leader && status.connected) {
             shared.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            let cid = status.cid.as_deref().unwrap_or("?");
+            let details = if !status.connected {
+                format!(
+                    "member of cluster {cid} that is not connected to it (no leader known to it)"
+                )
+            } else {
+                match leaders.get(cid) {
+                    Some(leader) => format!("follower of cluster {cid}, leader is {leader}"),
+                    None => format!(
+                        "follower of cluster {cid}, leader is not among the remotes given \
+                         (list every member)"
+                    ),
+                }
+            };
             return Err(Error::Server(crate::ServerError {
                 kind: ErrorKind::NotLeader,
-                details: Some(format!("{remote} does not lead {}", opts.db)),
+                details: Some(details),
             }));
         }
         if status.index < seen {
@@ -302,7 +451,7 @@ async fn attempt(
             return Err(Error::Server(crate::ServerError {
                 kind: ErrorKind::Other("stale".into()),
                 details: Some(format!(
-                    "{remote} is at index {} < {seen} already seen",
+                    "at RAFT index {}, behind index {seen} already seen",
                     status.index
                 )),
             }));
@@ -324,6 +473,7 @@ async fn attempt(
 
     let mut method = None;
     if let Some(requests) = &opts.monitor {
+        set_status(shared, idx, "connected, syncing the replica".into());
         let schema = client.schema(&opts.db).await?;
         requests.validate(&schema)?;
         let last = with_replica(shared, |r| {
@@ -398,7 +548,11 @@ async fn attempt(
     }
 
     shared.stats.connects.fetch_add(1, Ordering::Relaxed);
-    shared.current.send_replace(Some(client.clone()));
+    set_status(shared, idx, "connected".into());
+    shared.current.send_modify(|s| {
+        s.client = Some(client.clone());
+        s.ever_connected = true;
+    });
     tracing::info!(%remote, db = %opts.db, "session connected");
 
     while let Some(note) = notes.recv().await {
@@ -406,7 +560,10 @@ async fn attempt(
             if note.method == "monitor_canceled" {
                 // The database was removed or its schema changed: start over.
                 with_replica(shared, |r| *r = None);
-                return Ok(());
+                return Ok(
+                    "the server canceled the monitor (database removed or its schema changed)"
+                        .into(),
+                );
             }
             continue;
         }
@@ -445,7 +602,7 @@ async fn attempt(
             }
             if opts.leader_only && !still_leading {
                 tracing::info!(%remote, "server stopped leading; reconnecting");
-                return Ok(());
+                return Ok("stopped leading".into());
             }
             continue;
         }
@@ -466,11 +623,17 @@ async fn attempt(
                         replica.set_last_txn_id(None);
                     }
                 });
-                return Ok(());
+                return Ok(format!("replica out of sync ({e}), resyncing"));
             }
         }
     }
-    Ok(())
+    // The notifications end when the connection does: say why.
+    let why = match (&mut conn_task.0).await {
+        Ok(Err(e)) => format!("connection lost: {e}"),
+        _ => "connection closed".to_string(),
+    };
+    tracing::info!(%remote, reason = %why, "session connection ended");
+    Ok(why)
 }
 
 struct AbortOnDrop(JoinHandle<Result<(), Error>>);

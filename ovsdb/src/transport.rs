@@ -44,15 +44,19 @@ pub(crate) async fn open(
         }
     };
     match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r.map_err(|e| match e {
-            Error::Io(io) => Error::Io(std::io::Error::new(
-                io.kind(),
-                format!("connecting to {remote}: {io}"),
-            )),
-            other => other,
-        }),
+        Ok(r) => r,
         Err(_) => Err(Error::Timeout(format!(
             "connecting to {remote} took over {timeout:?}"
         ))),
+    }
+}
+
+/// Why a remote could not be opened, as one line for a list of remotes tried: the OS error
+/// itself (`Connection refused (os error 111)`), without the variant's prefix.
+pub(crate) fn cause(e: &Error) -> String {
+    match e {
+        Error::Io(io) => io.to_string(),
+        Error::Timeout(t) => format!("timed out: {t}"),
+        other => other.to_string(),
     }
 }
