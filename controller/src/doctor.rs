@@ -41,7 +41,7 @@ struct Port {
 
 /// The pod ports of ours in the Northbound, by `namespace/name`.
 async fn pod_ports(db: &str) -> anyhow::Result<BTreeMap<String, Port>> {
-    let (client, conn) = ovsdb::connect(db).await?;
+    let (client, conn) = crate::connect::connect(db).await?;
     tokio::spawn(conn);
     let r = client
         .transact(

@@ -133,7 +133,15 @@ impl Dump {
                 let parts: Vec<String> = vals
                     .iter()
                     .zip(&widths)
-                    .map(|(v, w)| format!("{v:<w$}"))
+                    // Padded by hand: `format!("{v:<w$}")` panics ("Formatting argument out of
+                    // range") for widths over 65,535, and one cell can be longer (issue 12).
+                    .map(|(v, w)| {
+                        let pad = w.saturating_sub(v.chars().count());
+                        let mut cell = String::with_capacity(v.len() + pad);
+                        cell.push_str(v);
+                        cell.extend(std::iter::repeat_n(' ', pad));
+                        cell
+                    })
                     .collect();
                 parts.join(" ").trim_end().to_string()
             };
@@ -175,5 +183,40 @@ fn text(d: &Datum) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_aligns_cells_wider_than_what_format_width_allows() {
+        let long = "x".repeat(70_000);
+        let row = |name: &str| -> Row {
+            [("name".to_string(), Datum::atom(name))]
+                .into_iter()
+                .collect()
+        };
+        let dump = Dump {
+            db: "D".into(),
+            tables: [(
+                "T".to_string(),
+                TableDump {
+                    columns: vec!["name".into(), "other".into()],
+                    rows: vec![row(&long), row("short")],
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let text = dump.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "T table");
+        assert!(lines[1].starts_with("name ") && lines[1].ends_with(" other"));
+        assert_eq!(lines[1].len(), 70_000 + 1 + "other".len());
+        assert_eq!(lines[2].len(), 70_000 + 1 + "other".len());
+        assert_eq!(lines[3], long);
+        assert_eq!(lines[4], "short");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cni;
+pub mod connect;
 pub mod doctor;
 pub mod dump;
 pub mod ipam;

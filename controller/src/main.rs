@@ -24,6 +24,19 @@ mod node_cmd;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Deadline of each OVSDB request, in seconds (0: none).
+    #[arg(
+        long,
+        global = true,
+        env = "OVN_VPC_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    timeout: f64,
+    /// Keep trying this many seconds while no OVSDB server is usable (missing socket,
+    /// connection refused, not the RAFT leader) instead of failing at once.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0)]
+    wait: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +250,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    use ovn_vpc::connect::{connect, set_limits, Limits};
+    set_limits(Limits::from_secs(cli.timeout, cli.wait).map_err(anyhow::Error::msg)?);
     match cli.command {
         Command::Demo { keep, files } => {
             let sandbox = Sandbox::builder().northd().chassis(1).start()?;
@@ -280,7 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!();
             let dump = rt.block_on(async {
-                let (client, conn) = ovsdb::connect(&nb).await?;
+                let (client, conn) = connect(&nb).await?;
                 tokio::spawn(conn);
                 ovn_vpc::dump::dump(&client, "OVN_Northbound", &[]).await
             })?;
@@ -466,7 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tables,
         } => {
             let dump = block_on(async {
-                let (client, conn) = ovsdb::connect(&db).await?;
+                let (client, conn) = connect(&db).await?;
                 tokio::spawn(conn);
                 ovn_vpc::dump::dump(&client, &database, &tables).await
             })?;
@@ -477,7 +492,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Show { db } => {
             let dump = block_on(async {
-                let (client, conn) = ovsdb::connect(&db).await?;
+                let (client, conn) = connect(&db).await?;
                 tokio::spawn(conn);
                 ovn_vpc::dump::dump(&client, "OVN_Northbound", &[]).await
             })?;

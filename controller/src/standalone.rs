@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use ovn_nb::diff::{plan as diff_plan, DiffError, Scope};
 use ovn_nb::effects::{effects, pinned, Effects, RowInfo};
-use ovsdb::{
-    MonitorRequest, MonitorRequests, Mutation, Operation, Replica, Session, SessionOptions,
-};
+use ovsdb::{MonitorRequest, MonitorRequests, Mutation, Operation, Replica, Session};
 
 use crate::api::{validate, validate_pods};
 use crate::manifest;
@@ -115,7 +113,7 @@ impl Prepared {
         // The server builds the replica's initial reply while the manifests are parsed.
         let session = Session::start(
             db,
-            SessionOptions::new("OVN_Northbound").monitor(monitor_requests()),
+            crate::connect::session_options("OVN_Northbound").monitor(monitor_requests()),
         )?;
         let paths = files.to_vec();
         let m = tokio::task::spawn_blocking(move || manifest::load(&paths)).await??;
@@ -132,11 +130,11 @@ impl Prepared {
             );
         }
         let chassis = gateway_chassis(&m.nodes, sb).await?;
-        session.client(Duration::from_secs(30)).await?;
+        session.client(crate::connect::session_timeout()).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "replica synced");
         Ok(Prepared {
             session,
-            reconnect: Duration::from_secs(30),
+            reconnect: crate::connect::session_timeout(),
             m,
             chassis,
             opts,
@@ -169,7 +167,10 @@ impl Prepared {
                 });
             }
             let mut changes = self.session.subscribe();
-            let client = self.session.client(Duration::from_secs(30)).await?;
+            let client = self
+                .session
+                .client(crate::connect::session_timeout())
+                .await?;
             match client.transact("OVN_Northbound", &r.operations).await {
                 Ok(_) => {
                     return Ok(Reconcile {
@@ -226,7 +227,8 @@ impl Prepared {
 /// Whether the reply to a transaction that was (maybe) sent is missing, so that it may or may
 /// not have committed.
 fn outcome_unknown(e: &ovsdb::Error) -> bool {
-    e.is_connection_lost()
+    // A deadline that passed leaves the connection up but the outcome just as unknown.
+    e.is_outcome_unknown() || e.is_connection_lost()
 }
 
 /// Whether a failed transaction lost a race with another writer: a guard (`wait`) found a
@@ -294,7 +296,7 @@ impl Prepared {
 /// `external_ids` column), with their strong reference columns: the server's own schema, so
 /// a newer OVN's tables are covered too.
 async fn owned_tables(db: &str) -> anyhow::Result<MonitorRequests> {
-    let (client, conn) = ovsdb::connect(db).await?;
+    let (client, conn) = crate::connect::connect(db).await?;
     tokio::spawn(conn);
     let schema = client.get_schema("OVN_Northbound").await?;
     let mut requests = MonitorRequests::new();
@@ -335,8 +337,11 @@ pub struct Uninstall {
 pub async fn uninstall(db: &str, dry_run: bool, force: bool) -> anyhow::Result<Uninstall> {
     let requests = owned_tables(db).await?;
     let tables: Vec<String> = requests.iter().map(|(t, _)| t.to_string()).collect();
-    let session = Session::start(db, SessionOptions::new("OVN_Northbound").monitor(requests))?;
-    session.client(Duration::from_secs(30)).await?;
+    let session = Session::start(
+        db,
+        crate::connect::session_options("OVN_Northbound").monitor(requests),
+    )?;
+    session.client(crate::connect::session_timeout()).await?;
     let (operations, changes, foreign) = {
         let replica = session.replica();
         let replica = replica
@@ -382,7 +387,7 @@ pub async fn uninstall(db: &str, dry_run: bool, force: bool) -> anyhow::Result<U
         )
     };
     if !dry_run && !operations.is_empty() {
-        let client = session.client(Duration::from_secs(30)).await?;
+        let client = session.client(crate::connect::session_timeout()).await?;
         client.transact("OVN_Northbound", &operations).await?;
     }
     Ok(Uninstall {
@@ -420,7 +425,7 @@ pub async fn gateway_chassis(
         return Ok(labelled);
     }
     let Some(sb) = sb else { return Ok(Vec::new()) };
-    let (client, conn) = ovsdb::connect(sb).await?;
+    let (client, conn) = crate::connect::connect(sb).await?;
     tokio::spawn(conn);
     let r = client
         .transact(

@@ -315,6 +315,9 @@ struct Driver {
     /// boundary.
     out_replies: VecDeque<Vec<u8>>,
     reply_backlog: usize,
+    /// The last chunk held replies: the next one is our requests' turn if any wait, so a
+    /// flood of server requests cannot starve them.
+    last_chunk_replies: bool,
     chunk: Vec<u8>,
     chunk_pos: usize,
     need_flush: bool,
@@ -362,6 +365,7 @@ impl Driver {
             out_requests: VecDeque::new(),
             out_replies: VecDeque::new(),
             reply_backlog: 0,
+            last_chunk_replies: false,
             chunk: Vec::new(),
             chunk_pos: 0,
             need_flush: false,
@@ -485,36 +489,45 @@ impl Driver {
         self.out_replies.push_back(bytes);
     }
 
-    /// Fills the chunk to write with the next messages: replies first (they are small and the
-    /// server may be waiting on them), then our requests; small ones together.
+    /// Fills the chunk to write with the next messages of one queue, small ones together:
+    /// replies first (they are small and the server may be waiting on them, our probe among
+    /// them), then our requests, taking turns when both wait.
     fn refill(&mut self) -> bool {
         if self.chunk.capacity() > 4 * COALESCE {
             self.chunk = Vec::new(); // do not keep a large request's buffer around
         }
         self.chunk.clear();
         self.chunk_pos = 0;
+        let replies = !self.out_replies.is_empty()
+            && (self.out_requests.is_empty() || !self.last_chunk_replies);
+        self.last_chunk_replies = replies;
         loop {
-            let next_len = match (self.out_replies.front(), self.out_requests.front()) {
-                (Some(r), _) => r.len(),
-                (None, Some((_, r))) => r.len(),
-                (None, None) => break,
+            let next_len = if replies {
+                self.out_replies.front().map(Vec::len)
+            } else {
+                self.out_requests.front().map(|(_, r)| r.len())
             };
+            let Some(next_len) = next_len else { break };
             if !self.chunk.is_empty() && self.chunk.len() + next_len > COALESCE {
                 break;
             }
-            let bytes = if let Some(r) = self.out_replies.pop_front() {
+            let bytes = if replies {
+                let Some(r) = self.out_replies.pop_front() else {
+                    break;
+                };
                 self.reply_backlog -= r.len();
                 self.stats
                     .unsent_reply_bytes
                     .store(self.reply_backlog as u64, Ordering::Relaxed);
                 r
-            } else if let Some((id, r)) = self.out_requests.pop_front() {
+            } else {
+                let Some((id, r)) = self.out_requests.pop_front() else {
+                    break;
+                };
                 if let Some(p) = id.and_then(|id| self.pending.get_mut(&id)) {
                     p.sent = true;
                 }
                 r
-            } else {
-                break;
             };
             tracing::trace!(frame = %String::from_utf8_lossy(&bytes), "send");
             if self.chunk.is_empty() && bytes.len() >= COALESCE {

@@ -178,36 +178,38 @@ impl Session {
     /// has passed (at once by default: a missing socket or a refused connection is reported in
     /// milliseconds, not after `timeout`).
     pub async fn client(&self, timeout: Duration) -> Result<Client, Error> {
-        let give_up = Instant::now() + timeout;
-        let wait_until = self.started + self.wait;
+        // `None`: so far in the future that it never comes (a `Duration::MAX` wait).
+        let give_up = Instant::now().checked_add(timeout);
+        let wait_until = self.started.checked_add(self.wait);
         let mut rx = self.shared.current.subscribe();
         loop {
+            let now = Instant::now();
             {
                 let state = rx.borrow_and_update();
                 if let Some(c) = state.client.as_ref().filter(|c| !c.is_closed()) {
                     return Ok(c.clone());
                 }
-                if !state.ever_connected && state.rounds_failed > 0 && Instant::now() >= wait_until
-                {
+                let waited_enough = wait_until.is_some_and(|w| now >= w);
+                if !state.ever_connected && state.rounds_failed > 0 && waited_enough {
                     return Err(self.unavailable(&state, self.wait));
                 }
             }
-            let wake = if Instant::now() < wait_until {
-                give_up.min(wait_until)
-            } else {
-                give_up
-            };
+            if give_up.is_some_and(|g| now >= g) {
+                return Err(self.unavailable(&rx.borrow(), timeout));
+            }
+            // Wake for whichever comes first: a change, the end of the start-up wait, the
+            // timeout.
+            let wake = [give_up, wait_until.filter(|w| *w > now)]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 changed = rx.changed() => {
                     if changed.is_err() {
                         return Err(Error::Closed("the session has ended".into()));
                     }
                 }
-                _ = tokio::time::sleep_until(wake) => {
-                    if Instant::now() >= give_up {
-                        return Err(self.unavailable(&rx.borrow(), timeout));
-                    }
-                }
+                _ = sleep_until(wake) => {}
             }
         }
     }
@@ -252,6 +254,13 @@ impl Session {
     /// Counters.
     pub fn stats(&self) -> &SessionStats {
         &self.shared.stats
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -111,7 +111,12 @@ impl Engine {
     /// Options for the Northbound session the engine needs: a replica of the managed tables,
     /// only the columns translation writes or reads back (as standalone mode monitors).
     pub fn session_options() -> ovsdb::SessionOptions {
-        ovsdb::SessionOptions::new("OVN_Northbound").monitor(crate::translate::monitor_requests())
+        let mut opts = ovsdb::SessionOptions::new("OVN_Northbound")
+            .monitor(crate::translate::monitor_requests());
+        // A daemon waits for its database to come (as ovn-northd does) instead of failing
+        // at start-up when it is not up yet.
+        opts.wait = Duration::MAX;
+        opts
     }
 
     /// The caches.
