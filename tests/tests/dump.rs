@@ -114,3 +114,52 @@ async fn dump_json_matches_ovsdb_client_row_for_row() {
         .await
         .is_err());
 }
+
+/// `ovn-vpc dump` (text) of a row whose cell is over 65,535 characters: it used to panic with
+/// "Formatting argument out of range" (issue 12, item 3); now the whole cell is printed.
+#[test]
+fn dump_text_prints_a_cell_longer_than_65535_characters() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    let long = "v".repeat(70_000);
+    nbctl(
+        &nb,
+        &[
+            "ls-add",
+            "wide",
+            "--",
+            "set",
+            "Logical_Switch",
+            "wide",
+            &format!("external_ids:big={long}"),
+        ],
+    );
+    nbctl(&nb, &["ls-add", "narrow"]);
+    let out = std::process::Command::new(ovn_vpc_tests::node::ovn_vpc_bin())
+        .args(["dump", "--db", &nb, "Logical_Switch"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let wide = text
+        .lines()
+        .find(|l| l.contains(" wide"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no row for switch wide in:\n{}",
+                &text[..2000.min(text.len())]
+            )
+        });
+    assert!(
+        wide.contains(&format!("{{big={long}}}")),
+        "the cell was cut"
+    );
+    // The column after the wide one (name) starts past it on every line.
+    let heading = text.lines().nth(1).unwrap();
+    let name_at = heading.find(" name ").unwrap() + 1;
+    assert!(name_at > 70_000, "{name_at}");
+    let narrow = text.lines().find(|l| l.contains(" narrow")).unwrap();
+    assert!(narrow[name_at..].starts_with("narrow "), "not aligned");
+    assert!(wide[name_at..].starts_with("wide "), "not aligned");
+}
