@@ -96,7 +96,8 @@ pub async fn connect(remotes: &str) -> Result<(Client, Connection), ovsdb::Error
     loop {
         match ovsdb::connect_with(remotes, &opts).await {
             Ok(c) => return Ok(c),
-            Err(e) if e.is_unavailable() && started.elapsed() < wait => {
+            // Only connecting happens here: whatever failed may work a moment later.
+            Err(_) if started.elapsed() < wait => {
                 let left = wait.saturating_sub(started.elapsed());
                 tokio::time::sleep(backoff.min(left)).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -81,8 +81,10 @@ pub async fn connect(remotes: &str) -> Result<(Client, Connection), Error> {
 
 /// [`connect`] with options. Each remote is tried once, in order; when none can be reached
 /// the error is [`Error::Unavailable`], naming each remote and why (`unix:/run/x.sock: No such
-/// file or directory (os error 2)`). A refused connection or a missing socket fails at once;
-/// an unreachable host after `connect_timeout`.
+/// file or directory (os error 2)`) — except that a single `ssl:` remote whose TLS setup or
+/// handshake failed gives that [`Error::Tls`], a configuration problem rather than an absent
+/// server. A refused connection or a missing socket fails at once; an unreachable host after
+/// `connect_timeout`.
 pub async fn connect_with(
     remotes: &str,
     opts: &ConnectOptions,
@@ -92,6 +94,7 @@ pub async fn connect_with(
     for remote in &list {
         match transport::open(remote, opts.tls.as_ref(), opts.connect_timeout).await {
             Ok(t) => return Ok(Client::over(t, remote.to_string(), opts)),
+            Err(e @ Error::Tls(_)) if list.len() == 1 => return Err(e),
             Err(e) => {
                 tracing::debug!(%remote, error = %e, "cannot connect");
                 tried.push((remote.to_string(), transport::cause(&e)));

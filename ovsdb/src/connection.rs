@@ -714,16 +714,18 @@ impl Driver {
             progress |= self.probe(now)?;
             let Some(at) = self.next_timer() else {
                 self.timer_at = None;
-                break;
+                return Ok(progress);
             };
             if self.timer_at != Some(at) {
                 self.timer.as_mut().reset(at);
                 self.timer_at = Some(at);
             }
             if self.timer.as_mut().poll(cx).is_pending() {
-                break;
+                return Ok(progress); // the timer will wake us
             }
         }
+        // Still due after a few rounds (should not happen): never sleep on a fired timer.
+        cx.waker().wake_by_ref();
         Ok(progress)
     }
 

@@ -118,7 +118,8 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
 
-    /// The server did not answer in time (inactivity probe or a request timeout).
+    /// The server did not answer in time: the inactivity probe (ends the connection) or a
+    /// connect that took too long. A request's own deadline is [`Error::Deadline`].
     #[error("timed out: {0}")]
     Timeout(String),
 
@@ -301,6 +302,70 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "mismatched ']' at stream offset 3: expected '}'"
+        );
+    }
+
+    #[test]
+    fn predicates_tell_lost_replies_from_requests_never_sent() {
+        let deadline = Error::Deadline {
+            method: "transact".into(),
+            after: std::time::Duration::from_secs(30),
+        };
+        let unknown_late = Error::OutcomeUnknown {
+            method: "transact".into(),
+            cause: Box::new(deadline),
+        };
+        assert!(unknown_late.is_outcome_unknown() && unknown_late.is_deadline());
+        assert!(
+            !unknown_late.is_connection_lost(),
+            "a deadline leaves the connection up"
+        );
+        assert_eq!(
+            unknown_late.to_string(),
+            "outcome of transact unknown, it may or may not have been carried out: \
+             no reply to transact within 30s (the request deadline)"
+        );
+        let unknown_lost = Error::OutcomeUnknown {
+            method: "transact".into(),
+            cause: Box::new(Error::Closed("the server closed the connection".into())),
+        };
+        assert!(unknown_lost.is_outcome_unknown() && unknown_lost.is_connection_lost());
+        assert!(!unknown_lost.is_deadline());
+        for certain in [
+            Error::Closed("never sent".into()),
+            Error::Unavailable {
+                db: None,
+                waited: std::time::Duration::ZERO,
+                tried: vec![],
+            },
+            Error::Protocol("x".into()),
+        ] {
+            assert!(!certain.is_outcome_unknown(), "{certain}");
+        }
+    }
+
+    #[test]
+    fn unavailable_names_each_remote_and_why() {
+        let e = Error::Unavailable {
+            db: Some("OVN_Northbound".into()),
+            waited: std::time::Duration::from_millis(2500),
+            tried: vec![
+                (
+                    "unix:/x.sock".into(),
+                    "No such file or directory (os error 2)".into(),
+                ),
+                (
+                    "tcp:b:6641".into(),
+                    "follower of cluster c1, leader is tcp:a:6641".into(),
+                ),
+            ],
+        };
+        assert!(e.is_unavailable());
+        assert_eq!(
+            e.to_string(),
+            "no usable server for OVN_Northbound within 2.5s: \
+             unix:/x.sock: No such file or directory (os error 2); \
+             tcp:b:6641: follower of cluster c1, leader is tcp:a:6641"
         );
     }
 

@@ -11,8 +11,16 @@
 //! 3. **Notation, schema, operations** ([`Datum`], [`DatabaseSchema`], [`Operation`]): values
 //!    in canonical form, schema parsing and client-side checks, transaction operations and the
 //!    decoding of their results with typed errors. No I/O.
-//! 4. **Connection and client** (to come): the task that owns the socket, matches responses to
-//!    requests by id, answers the server's `echo`, and hands out notifications.
+//! 4. **Connection and client** ([`connect`], [`Client`], [`Connection`]): the task that owns
+//!    the socket, always reading while it writes, matches responses to requests by id, enforces
+//!    each request's deadline, answers the server's `echo`, probes a silent server, and hands
+//!    out notifications within a memory budget.
+//! 5. **Session** ([`Session`]): finds the RAFT leader, keeps a [`Replica`], reconnects.
+//!
+//! Failures say what is known: [`Error::is_outcome_unknown`] when a `transact` may have been
+//! carried out but its reply was lost (re-read to find out), [`Error::is_deadline`],
+//! [`Error::is_connection_lost`], [`Error::is_unavailable`] (no server usable; each remote
+//! named with the reason).
 //!
 //! Splitting a stream that arrives in arbitrary pieces and decoding what it carries:
 //!
