@@ -14,8 +14,11 @@
 //!
 //! At start-up [`Session::client`] fails fast: once every remote has been tried and none was
 //! usable it returns [`Error::Unavailable`] naming each remote and why ("Connection refused",
-//! "follower of cluster …"), unless [`SessionOptions::wait`] asks to keep trying. Once the
-//! session has been connected it waits the whole `timeout` for a new leader (a failover).
+//! "follower of cluster …"), unless [`SessionOptions::wait`] asks to keep trying. Two cases
+//! wait the whole `timeout` instead, because a leader is likely to appear: a session that has
+//! been connected (a failover), and a remote list of several members in which some member was
+//! a follower or behind (an election may be under way: the leader just died). A single
+//! follower named alone fails fast.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,7 +58,8 @@ pub struct SessionOptions {
     /// How long [`Session::client`] keeps trying, from the session's start, while no remote
     /// has been usable yet (missing socket, connection refused, not the leader). Zero (the
     /// default): fail as soon as every remote has been tried once. Once the session has been
-    /// connected, `client()` always waits its whole timeout (for a failover).
+    /// connected, or while some member of a multi-member list is a follower (an election),
+    /// `client()` waits its whole timeout (see the module docs).
     pub wait: Duration,
 }
 
@@ -113,6 +117,10 @@ struct State {
     remotes: Vec<(String, String)>,
     /// Completed rounds in which no remote was usable.
     rounds_failed: u64,
+    /// In the last failed round some member of a cluster, one of several remotes, was not
+    /// its leader: an election may be under way (the leader just died), so start-up does not
+    /// fail fast on it.
+    leaderless: bool,
     /// Some remote was usable once.
     ever_connected: bool,
 }
@@ -175,8 +183,9 @@ impl Session {
     /// replica synced. Fails with [`Error::Unavailable`], naming each remote and why it could
     /// not be used: when `timeout` passes, or — while no remote has been usable since the
     /// session started — as soon as every remote has been tried and [`SessionOptions::wait`]
-    /// has passed (at once by default: a missing socket or a refused connection is reported in
-    /// milliseconds, not after `timeout`).
+    /// has passed (at once by default: a missing socket, a refused connection or a lone
+    /// follower is reported in milliseconds, not after `timeout`; a cluster in an election is
+    /// waited for).
     pub async fn client(&self, timeout: Duration) -> Result<Client, Error> {
         // `None`: so far in the future that it never comes (a `Duration::MAX` wait).
         let give_up = Instant::now().checked_add(timeout);
@@ -190,7 +199,11 @@ impl Session {
                     return Ok(c.clone());
                 }
                 let waited_enough = wait_until.is_some_and(|w| now >= w);
-                if !state.ever_connected && state.rounds_failed > 0 && waited_enough {
+                if !state.ever_connected
+                    && state.rounds_failed > 0
+                    && !state.leaderless
+                    && waited_enough
+                {
                     return Err(self.unavailable(&state, self.wait));
                 }
             }
@@ -290,15 +303,26 @@ fn set_status(shared: &Shared, idx: usize, why: String) {
 async fn run(shared: Arc<Shared>, remotes: Vec<Remote>, opts: SessionOptions) {
     let mut backoff = opts.backoff_min;
     let mut next = 0usize;
-    // Cluster id → the remote last seen leading it, for "follower of …, leader is …".
-    let mut leaders: HashMap<String, String> = HashMap::new();
     loop {
         let mut connected = false;
+        let mut leaderless = false;
+        // Cluster id → the remote seen leading it in this round, for "follower of …, leader
+        // is …".
+        let mut leaders: HashMap<String, String> = HashMap::new();
         for i in 0..remotes.len() {
             let idx = (next + i) % remotes.len();
             let remote = &remotes[idx];
             set_status(&shared, idx, "connecting".into());
-            match attempt(&shared, idx, remote, &opts, &mut leaders).await {
+            match attempt(
+                &shared,
+                idx,
+                remote,
+                &opts,
+                &mut leaders,
+                remotes.len() == 1,
+            )
+            .await
+            {
                 Ok(ended) => {
                     // It worked for a while and then ended: the next round starts with the
                     // following member (the one that just failed is likely down).
@@ -309,6 +333,10 @@ async fn run(shared: Arc<Shared>, remotes: Vec<Remote>, opts: SessionOptions) {
                 }
                 Err(e) => {
                     tracing::debug!(%remote, error = %e, "session attempt failed");
+                    let member = matches!(&e, Error::Server(s)
+                        if matches!(&s.kind, ErrorKind::NotLeader)
+                            || matches!(&s.kind, ErrorKind::Other(k) if k == "stale"));
+                    leaderless |= member && remotes.len() > 1;
                     set_status(&shared, idx, describe(&e));
                 }
             }
@@ -317,6 +345,7 @@ async fn run(shared: Arc<Shared>, remotes: Vec<Remote>, opts: SessionOptions) {
             s.client = None;
             if !connected {
                 s.rounds_failed += 1;
+                s.leaderless = leaderless;
             }
         });
         if connected {
@@ -411,6 +440,7 @@ async fn attempt(
     remote: &Remote,
     opts: &SessionOptions,
     leaders: &mut HashMap<String, String>,
+    single: bool,
 ) -> Result<String, Error> {
     let transport = crate::transport::open(
         remote,
@@ -442,10 +472,12 @@ async fn attempt(
             } else {
                 match leaders.get(cid) {
                     Some(leader) => format!("follower of cluster {cid}, leader is {leader}"),
-                    None => format!(
-                        "follower of cluster {cid}, leader is not among the remotes given \
-                         (list every member)"
+                    // Named alone, a follower will not become usable: say where to look.
+                    None if single => format!(
+                        "follower of cluster {cid}; its leader's address is not published in \
+                         _Server: list every member"
                     ),
+                    None => format!("follower of cluster {cid}, no leader seen"),
                 }
             };
             return Err(Error::Server(crate::ServerError {
