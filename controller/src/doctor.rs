@@ -62,7 +62,7 @@ async fn pod_ports(db: &str) -> anyhow::Result<BTreeMap<String, Port>> {
             continue;
         };
         let Some(pod) = ids
-            .get_str(ovn_nb::ops::OWNER_KEY)
+            .get_str(crate::owner::OWNER_KEY)
             .and_then(|o| o.strip_prefix("Pod/"))
         else {
             continue;

@@ -17,6 +17,7 @@ pub mod dump;
 pub mod ipam;
 pub mod manifest;
 pub mod node;
+pub mod owner;
 pub mod runtime;
 pub mod sandbox;
 pub mod show;

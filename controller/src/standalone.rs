@@ -281,7 +281,13 @@ impl Prepared {
             None => Scope::All,
             Some(()) => Scope::Owners(t.owners.clone()),
         };
-        let p = diff_plan(MANAGED_TABLES, &t.desired, replica, &scope)?;
+        let p = diff_plan(
+            &crate::owner::IDENTITY,
+            MANAGED_TABLES,
+            &t.desired,
+            replica,
+            &scope,
+        )?;
         p.check().map_err(|e| match e {
             DiffError::WouldRemoveForeign { .. } => anyhow::anyhow!("{e}"),
             other => other.into(),
@@ -353,7 +359,7 @@ pub async fn uninstall(db: &str, dry_run: bool, force: bool) -> anyhow::Result<U
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the Northbound replica did not sync"))?;
         let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
-        let p = diff_plan(&tables, &[], replica, &Scope::All)?;
+        let p = diff_plan(&crate::owner::IDENTITY, &tables, &[], replica, &Scope::All)?;
         let mut operations = p.operations;
         let mut foreign: Vec<String> = p
             .effects
@@ -384,7 +390,7 @@ pub async fn uninstall(db: &str, dry_run: bool, force: bool) -> anyhow::Result<U
             .position(|o| matches!(o, Operation::Delete { .. }))
             .unwrap_or(operations.len());
         operations.splice(at..at, unref);
-        let fx = effects(replica, &operations);
+        let fx = effects(&crate::owner::IDENTITY, replica, &operations);
         (
             operations.clone(),
             describe_all(&operations, &fx, replica),
@@ -459,7 +465,7 @@ pub async fn gateway_chassis(
 }
 
 fn label(replica: &Replica, table: &str, uuid: ovsdb::Uuid) -> String {
-    RowInfo::read(replica, table, uuid).label()
+    RowInfo::read(&crate::owner::IDENTITY, replica, table, uuid).label()
 }
 
 /// One line per change, for `plan`, `apply` and `uninstall` output: `+` a row inserted, `~`
@@ -476,10 +482,10 @@ pub fn describe_all(ops: &[Operation], fx: &Effects, replica: &Replica) -> Vec<S
                     .and_then(|d| d.as_atom())
                     .and_then(|a| a.as_str())
                     .filter(|n| !n.is_empty())
-                    .or_else(|| ids.and_then(|d| d.get_str(ovn_nb::diff::KEY_KEY)))
+                    .or_else(|| ids.and_then(|d| d.get_str(crate::owner::KEY_KEY)))
                     .unwrap_or_default();
                 let owner = ids
-                    .and_then(|d| d.get_str(ovn_nb::ops::OWNER_KEY))
+                    .and_then(|d| d.get_str(crate::owner::OWNER_KEY))
                     .unwrap_or_default();
                 out.push(format!("+ {table} {name:?} ({owner})"));
             }

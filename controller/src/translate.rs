@@ -1213,7 +1213,7 @@ pub fn existing_allocations(replica: &ovsdb::Replica) -> BTreeMap<String, Alloca
                 continue;
             };
             let Some(subnet) = ids
-                .get_str(ovn_nb::ops::OWNER_KEY)
+                .get_str(crate::owner::OWNER_KEY)
                 .and_then(|o| o.strip_prefix("Subnet/"))
             else {
                 continue;
@@ -1244,9 +1244,10 @@ pub fn existing_allocations(replica: &ovsdb::Replica) -> BTreeMap<String, Alloca
         let Some(ids) = r.get("external_ids") else {
             continue;
         };
-        let (Some(owner), Some(subnet)) =
-            (ids.get_str(ovn_nb::ops::OWNER_KEY), ids.get_str(SUBNET_KEY))
-        else {
+        let (Some(owner), Some(subnet)) = (
+            ids.get_str(crate::owner::OWNER_KEY),
+            ids.get_str(SUBNET_KEY),
+        ) else {
             continue;
         };
         if !owner.starts_with("Pod/") {

@@ -2,9 +2,9 @@
 //! changed, delete rows of ours that should no longer exist. An unchanged world gives no
 //! operation at all.
 //!
-//! Identity: every row we manage carries `external_ids:ovn-vpc/owner` (the object it belongs
-//! to) and `external_ids:ovn-vpc/key` (unique per table among our rows, e.g. the logical switch
-//! name). A desired row refers to another desired row by that key, written as a named UUID
+//! Identity ([`Identity`], the caller's convention): every row we manage carries an owner tag
+//! in `external_ids` (the object it belongs to) and a row key (unique per table among our rows,
+//! e.g. the logical switch name). A desired row refers to another desired row by that key, written as a named UUID
 //! (`Atom::NamedUuid(key)`); the diff turns it into the row's UUID when it exists, or into the
 //! `uuid-name` of its insert.
 //!
@@ -25,10 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ovsdb::{Atom, Condition, Datum, Mutation, Operation, Replica, Row, Uuid};
 
 use crate::effects::{effects, Blocked, Effects, RowInfo};
-use crate::ops::OWNER_KEY;
-
-/// The `external_ids` key that identifies a row of ours within its table.
-pub const KEY_KEY: &str = "ovn-vpc/key";
+use crate::Identity;
 
 /// One row that should exist.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,16 +116,20 @@ impl Scope {
     }
 }
 
-fn tag(row: &mut Row, owner: &str, key: &str) {
+fn tag(id: &Identity, row: &mut Row, owner: &str, key: &str) {
     let ids = row.remove("external_ids").unwrap_or_else(Datum::empty_map);
     let mut pairs: Vec<(Atom, Atom)> = ids.as_map().to_vec();
-    pairs.push((Atom::string(OWNER_KEY), Atom::string(owner)));
-    pairs.push((Atom::string(KEY_KEY), Atom::string(key)));
+    pairs.push((Atom::string(id.owner_key), Atom::string(owner)));
+    pairs.push((Atom::string(id.row_key), Atom::string(key)));
     row.insert("external_ids".into(), Datum::map(pairs));
 }
 
 /// Our existing rows of `table`: key → (uuid, owner).
-fn ours(replica: &Replica, table: &str) -> Result<HashMap<String, (Uuid, String)>, DiffError> {
+fn ours(
+    id: &Identity,
+    replica: &Replica,
+    table: &str,
+) -> Result<HashMap<String, (Uuid, String)>, DiffError> {
     let t = replica
         .table(table)
         .ok_or_else(|| DiffError::NotReplicated(table.to_string()))?;
@@ -137,7 +138,7 @@ fn ours(replica: &Replica, table: &str) -> Result<HashMap<String, (Uuid, String)
         let Some(ids) = r.get("external_ids") else {
             continue;
         };
-        if let (Some(owner), Some(key)) = (ids.get_str(OWNER_KEY), ids.get_str(KEY_KEY)) {
+        if let (Some(owner), Some(key)) = (id.owner_of(ids), id.key_of(ids)) {
             out.insert(key.to_string(), (r.uuid(), owner.to_string()));
         }
     }
@@ -172,11 +173,6 @@ fn member_set_table<'s>(
     t.key.ref_table.as_deref()
 }
 
-/// `external_ids` keys that are ours to remove: the row's others belong to whoever set them.
-fn our_id_key(k: &Atom) -> bool {
-    k.as_str().is_some_and(|k| k.starts_with("ovn-vpc/"))
-}
-
 /// A diff with what it implies: the operations of one transaction, and the rows it deletes
 /// or makes the server collect.
 #[derive(Debug, Clone, Default)]
@@ -192,12 +188,13 @@ pub struct Plan {
 /// [`DiffError::WouldRemoveForeign`], when committing them would make the server delete a
 /// row that is not ours.
 pub fn diff(
+    id: &Identity,
     managed: &[&str],
     desired: &[Desired],
     replica: &Replica,
     scope: &Scope,
 ) -> Result<Vec<Operation>, DiffError> {
-    let p = plan(managed, desired, replica, scope)?;
+    let p = plan(id, managed, desired, replica, scope)?;
     p.check()?;
     Ok(p.operations)
 }
@@ -208,6 +205,7 @@ pub fn diff(
 /// cover, stays); `external_ids` keys of others stay; a row of ours deleted is detached from
 /// every row of ours that lists it. Foreign rows are never named by an operation.
 pub fn plan(
+    id: &Identity,
     managed: &[&str],
     desired: &[Desired],
     replica: &Replica,
@@ -217,7 +215,7 @@ pub fn plan(
     tables.extend(managed.iter().copied());
     let mut existing: BTreeMap<&str, HashMap<String, (Uuid, String)>> = BTreeMap::new();
     for t in &tables {
-        existing.insert(t, ours(replica, t)?);
+        existing.insert(t, ours(id, replica, t)?);
     }
     // Owner of each row of ours, by UUID (to tell our members of a reference set).
     let owner_of: HashMap<Uuid, &str> = existing
@@ -289,7 +287,7 @@ pub fn plan(
                 ),
             };
         }
-        tag(&mut row, &d.owner, &d.key);
+        tag(id, &mut row, &d.owner, &d.key);
         if let Some(t) = schema.tables.get(&d.table) {
             for (c, v) in row.iter_mut() {
                 if let Some(col) = t.columns.get(c) {
@@ -303,7 +301,7 @@ pub fn plan(
                     table: d.table.clone(),
                     conditions: vec![Condition::includes(
                         "external_ids",
-                        Datum::map([(KEY_KEY, d.key.as_str())]),
+                        Datum::map([(id.row_key, d.key.as_str())]),
                     )],
                     columns: vec!["_uuid".into()],
                     until_equal: true,
@@ -357,7 +355,8 @@ pub fn plan(
                             .as_map()
                             .iter()
                             .filter(|(k, old)| {
-                                our_id_key(k) && v.get(k).is_none_or(|new| new != old)
+                                k.as_str().is_some_and(|k| id.owns_key(k))
+                                    && v.get(k).is_none_or(|new| new != old)
                             })
                             .map(|(k, _)| k.clone())
                             .collect();
@@ -421,7 +420,10 @@ pub fn plan(
                 table: table.to_string(),
                 conditions: vec![
                     Condition::uuid(*uuid),
-                    Condition::includes("external_ids", Datum::map([(OWNER_KEY, owner.as_str())])),
+                    Condition::includes(
+                        "external_ids",
+                        Datum::map([(id.owner_key, owner.as_str())]),
+                    ),
                 ],
             });
         }
@@ -477,7 +479,7 @@ pub fn plan(
     operations.extend(inserts);
     operations.extend(updates);
     operations.extend(deletes);
-    let effects = effects(replica, &operations);
+    let effects = effects(id, replica, &operations);
     Ok(Plan {
         operations,
         effects,

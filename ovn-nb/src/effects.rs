@@ -13,7 +13,7 @@ use std::fmt;
 
 use ovsdb::{Atom, DatabaseSchema, Datum, Function, Mutator, Operation, Replica, Uuid};
 
-use crate::ops::OWNER_KEY;
+use crate::Identity;
 
 /// A row as a person can find it: table, UUID, and its name and owner when the replica
 /// holds them.
@@ -25,16 +25,16 @@ pub struct RowInfo {
     pub uuid: Uuid,
     /// Its `name` column, when it has one.
     pub name: Option<String>,
-    /// Its `external_ids:ovn-vpc/key`, when it is ours.
+    /// Its row key, when it is ours.
     pub key: Option<String>,
-    /// Its `external_ids:ovn-vpc/owner`: `None` for a row that is not ours (or whose table
-    /// the replica does not hold, which is treated the same way).
+    /// Its owner tag: `None` for a row that is not ours (or whose table the replica does not
+    /// hold, which is treated the same way).
     pub owner: Option<String>,
 }
 
 impl RowInfo {
     /// What the replica knows of a row (only the table and UUID when it does not hold it).
-    pub fn read(replica: &Replica, table: &str, uuid: Uuid) -> RowInfo {
+    pub fn read(id: &Identity, replica: &Replica, table: &str, uuid: Uuid) -> RowInfo {
         let row = replica.get(table, uuid);
         let name = row
             .as_ref()
@@ -43,10 +43,8 @@ impl RowInfo {
             .and_then(Atom::as_str)
             .map(str::to_string);
         let ids = row.as_ref().and_then(|r| r.get("external_ids"));
-        let owner = ids.and_then(|d| d.get_str(OWNER_KEY)).map(str::to_string);
-        let key = ids
-            .and_then(|d| d.get_str(crate::diff::KEY_KEY))
-            .map(str::to_string);
+        let owner = ids.and_then(|d| id.owner_of(d)).map(str::to_string);
+        let key = ids.and_then(|d| id.key_of(d)).map(str::to_string);
         RowInfo {
             table: table.to_string(),
             uuid,
@@ -198,7 +196,7 @@ enum ColumnChange<'a> {
 /// What `ops` (applied to the rows in `replica`) delete, collect and fail to delete. Rows are
 /// pinned by `_uuid ==` conditions (as [`crate::diff::diff`] writes them); operations without
 /// one are not analysed.
-pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
+pub fn effects(id: &Identity, replica: &Replica, ops: &[Operation]) -> Effects {
     let schema = replica.schema().clone();
     let mut deleted: BTreeMap<Uuid, &str> = BTreeMap::new();
     let mut changes: HashMap<(Uuid, &str), ColumnChange> = HashMap::new();
@@ -387,11 +385,11 @@ pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
     let mut fx = Effects {
         deleted: deleted
             .iter()
-            .map(|(u, t)| RowInfo::read(replica, t, *u))
+            .map(|(u, t)| RowInfo::read(id, replica, t, *u))
             .collect(),
         collected: collected
             .iter()
-            .map(|u| RowInfo::read(replica, target_table.get(u).copied().unwrap_or(""), *u))
+            .map(|u| RowInfo::read(id, replica, target_table.get(u).copied().unwrap_or(""), *u))
             .collect(),
         blocked: Vec::new(),
     };
@@ -399,8 +397,8 @@ pub fn effects(replica: &Replica, ops: &[Operation]) -> Effects {
         for e in edges.get(u).into_iter().flatten() {
             if e.survives && !collected.contains(&e.from) {
                 fx.blocked.push(Blocked {
-                    row: RowInfo::read(replica, t, *u),
-                    by: RowInfo::read(replica, e.from_table, e.from),
+                    row: RowInfo::read(id, replica, t, *u),
+                    by: RowInfo::read(id, replica, e.from_table, e.from),
                     column: e.column.to_string(),
                 });
             }
@@ -499,6 +497,7 @@ mod tests {
     }
 
     const MANAGED: &[&str] = &["Logical_Switch", "Logical_Switch_Port"];
+    const ID: Identity = Identity::new("ovn-vpc/owner", "ovn-vpc/key", "ovn-vpc/");
 
     #[test]
     fn a_member_of_an_absent_owner_stays_and_nothing_is_written() {
@@ -506,7 +505,7 @@ mod tests {
         // Only pod a is in the world: b is out of scope, the foreign port is not ours.
         let desired = vec![switch(&["Pod/ns/a"]), port("Pod/ns/a", "a.ns")];
         let scope = Scope::Owners(["Subnet/s".to_string(), "Pod/ns/a".to_string()].into());
-        let p = plan(MANAGED, &desired, &r, &scope).unwrap();
+        let p = plan(&ID, MANAGED, &desired, &r, &scope).unwrap();
         assert!(p.operations.is_empty(), "{:?}", p.operations);
     }
 
@@ -514,7 +513,7 @@ mod tests {
     fn pruning_a_member_detaches_and_deletes_exactly_it() {
         let r = replica(true);
         let desired = vec![switch(&["Pod/ns/a"]), port("Pod/ns/a", "a.ns")];
-        let p = plan(MANAGED, &desired, &r, &Scope::All).unwrap();
+        let p = plan(&ID, MANAGED, &desired, &r, &Scope::All).unwrap();
         p.check().unwrap();
         // One mutate removing port 3 only, one delete of port 3.
         let mutates: Vec<&Operation> = p
@@ -541,7 +540,7 @@ mod tests {
     #[test]
     fn deleting_a_parent_with_a_foreign_child_is_refused_naming_the_child() {
         let r = replica(true);
-        let p = plan(MANAGED, &[], &r, &Scope::All).unwrap();
+        let p = plan(&ID, MANAGED, &[], &r, &Scope::All).unwrap();
         assert_eq!(p.effects.collected.len(), 1);
         assert_eq!(p.effects.collected[0].name.as_deref(), Some("theirs"));
         match p.check() {
@@ -561,7 +560,7 @@ mod tests {
         }
         // Without the foreign child, the same removal is fine and collects nothing.
         let r = replica(false);
-        let p = plan(MANAGED, &[], &r, &Scope::All).unwrap();
+        let p = plan(&ID, MANAGED, &[], &r, &Scope::All).unwrap();
         p.check().unwrap();
         assert_eq!(p.effects.deleted.len(), 3);
         assert!(p.effects.collected.is_empty());
@@ -578,7 +577,7 @@ mod tests {
             conditions: vec![ovsdb::Condition::uuid(u(1))],
             row,
         }];
-        let fx = effects(&r, &ops);
+        let fx = effects(&ID, &r, &ops);
         let gone: Vec<Uuid> = fx.collected.iter().map(|r| r.uuid).collect();
         assert_eq!(gone, vec![u(3), u(4)]);
         assert_eq!(fx.foreign_collected().count(), 1);

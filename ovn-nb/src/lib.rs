@@ -16,8 +16,10 @@
 pub mod diff;
 pub mod effects;
 mod generated;
+mod identity;
 mod model;
 pub mod ops;
 
 pub use generated::{nb, server, vswitch};
+pub use identity::Identity;
 pub use model::{read, AtomValue, ColumnEnum, ColumnValue, ModelError, Ref, RefTarget, Table};

@@ -1,13 +1,14 @@
 //! Operations that read like `ovn-nbctl` but compose into one transaction.
 //!
-//! Every row created here carries `external_ids:ovn-vpc/owner` (the Kubernetes object it
+//! Every row created here carries the owner tag of the caller's [`Identity`] (the object it
 //! belongs to: `Vpc/vpc-a`, `Pod/web/nginx-0`), and every write to an existing row is guarded:
-//! a `wait` that fails the whole transaction unless the row carries our owner tag, so a row
+//! a `wait` that fails the whole transaction unless the row carries that owner tag, so a row
 //! created by someone else is never modified or deleted.
 //!
 //! ```
-//! use ovn_nb::{nb, ops::Txn};
-//! let mut txn = Txn::new();
+//! use ovn_nb::{nb, ops::Txn, Identity};
+//! const ME: Identity = Identity::new("me/owner", "me/key", "me/");
+//! let mut txn = Txn::new(ME);
 //! let ls = txn.ls_add("Subnet/a", nb::LogicalSwitch { name: "sw0".into(), ..Default::default() });
 //! txn.lsp_add("Pod/default/p0", &ls, nb::LogicalSwitchPort {
 //!     name: "p0".into(),
@@ -21,9 +22,7 @@ use ovsdb::{Atom, Condition, Datum, Mutation, Operation, Row, Uuid};
 
 use crate::model::{AtomValue, Ref, RefTarget, Table};
 use crate::nb;
-
-/// The `external_ids` key naming the object a row belongs to.
-pub const OWNER_KEY: &str = "ovn-vpc/owner";
+use crate::Identity;
 
 /// Where an ACL goes: a logical switch, or a port group (`acl-add --type=port-group`).
 #[derive(Debug, Clone)]
@@ -45,14 +44,11 @@ pub enum LbTarget {
 
 /// A transaction being built. [`Txn::operations`] hands the operation list to
 /// `Client::transact`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Txn {
+    identity: Identity,
     ops: Vec<Operation>,
     next: u32,
-}
-
-fn owner_tag(owner: &str) -> Datum {
-    Datum::map([(OWNER_KEY, owner)])
 }
 
 fn target_atom<T>(r: &Ref<T>) -> Atom {
@@ -60,9 +56,17 @@ fn target_atom<T>(r: &Ref<T>) -> Atom {
 }
 
 impl Txn {
-    /// An empty transaction.
-    pub fn new() -> Txn {
-        Txn::default()
+    /// An empty transaction whose rows are owned by `identity`'s tags.
+    pub fn new(identity: Identity) -> Txn {
+        Txn {
+            identity,
+            ops: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn owner_tag(&self, owner: &str) -> Datum {
+        Datum::map([(self.identity.owner_key, owner)])
     }
 
     /// The operations, in order.
@@ -91,7 +95,7 @@ impl Txn {
         let mut r = row.to_row();
         if let Some(ids) = r.get_mut("external_ids") {
             let mut pairs: Vec<(Atom, Atom)> = ids.as_map().to_vec();
-            pairs.push((Atom::string(OWNER_KEY), Atom::string(owner)));
+            pairs.push((Atom::string(self.identity.owner_key), Atom::string(owner)));
             *ids = Datum::map(pairs);
         }
         self.ops.push(Operation::Insert {
@@ -112,7 +116,7 @@ impl Txn {
             table: table.into(),
             conditions: vec![
                 Condition::uuid(*uuid),
-                Condition::includes("external_ids", owner_tag(owner)),
+                Condition::includes("external_ids", self.owner_tag(owner)),
             ],
             columns: vec!["_uuid".into()],
             until_equal: true,

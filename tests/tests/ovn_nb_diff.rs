@@ -206,6 +206,7 @@ fn random_desired_states_converge_in_one_transaction_and_reapply_as_nothing() {
                 for st in &states {
                     let want = desired(st);
                     let ops = diff(
+                        &ovn_vpc::owner::IDENTITY,
                         MANAGED,
                         &want,
                         session.replica().as_ref().unwrap(),
@@ -221,6 +222,7 @@ fn random_desired_states_converge_in_one_transaction_and_reapply_as_nothing() {
                     let deadline = Instant::now() + Duration::from_secs(5);
                     loop {
                         let left = diff(
+                            &ovn_vpc::owner::IDENTITY,
                             MANAGED,
                             &want,
                             session.replica().as_ref().unwrap(),

@@ -2,8 +2,9 @@
 //! router with every operation family, and the logical flows northd derives prove the rows
 //! are the ones OVN understands. Rows we do not own are never touched.
 
-use ovn_nb::ops::{existing, AclTarget, LbTarget, Txn, OWNER_KEY};
+use ovn_nb::ops::{existing, AclTarget, LbTarget, Txn};
 use ovn_nb::{nb, Table};
+use ovn_vpc::owner::{IDENTITY, OWNER_KEY};
 use ovn_vpc::sandbox::Sandbox;
 use ovn_vpc_tests::{eventually, nbctl, sbctl};
 use ovsdb::{Error, ErrorKind, OperationResult};
@@ -19,7 +20,7 @@ async fn every_operation_family_lands_and_northd_derives_its_flows() {
     tokio::spawn(conn);
     let vpc = "Vpc/vpc-a";
     let subnet = "Subnet/net1";
-    let mut txn = Txn::new();
+    let mut txn = Txn::new(IDENTITY);
     let lr = txn.lr_add(
         vpc,
         nb::LogicalRouter {
@@ -290,7 +291,7 @@ async fn rows_without_our_owner_tag_are_never_modified_or_deleted() {
 
     let refused =
         |e: Error| matches!(e, Error::Transact(ref t) if t.error.kind == ErrorKind::TimedOut);
-    let mut add_port = Txn::new();
+    let mut add_port = Txn::new(IDENTITY);
     add_port.lsp_add(
         "Pod/x/y",
         &existing(uuid),
@@ -304,7 +305,7 @@ async fn rows_without_our_owner_tag_are_never_modified_or_deleted() {
         .await
         .unwrap_err();
     assert!(refused(e), "adding a port to a foreign switch must fail");
-    let mut del = Txn::new();
+    let mut del = Txn::new(IDENTITY);
     del.delete::<nb::LogicalSwitch>("Subnet/theirs", uuid);
     assert!(refused(
         client
@@ -312,7 +313,7 @@ async fn rows_without_our_owner_tag_are_never_modified_or_deleted() {
             .await
             .unwrap_err()
     ));
-    let mut upd = Txn::new();
+    let mut upd = Txn::new(IDENTITY);
     upd.update::<nb::LogicalSwitch>(
         "Subnet/theirs",
         uuid,
@@ -334,7 +335,7 @@ async fn rows_without_our_owner_tag_are_never_modified_or_deleted() {
         .is_empty());
 
     // Ours: the same operations succeed, and a child is unlinked then collected.
-    let mut mine = Txn::new();
+    let mut mine = Txn::new(IDENTITY);
     let ls = mine.ls_add(
         "Subnet/mine",
         nb::LogicalSwitch {
@@ -357,7 +358,7 @@ async fn rows_without_our_owner_tag_are_never_modified_or_deleted() {
     let (OperationResult::Insert(ls_uuid), OperationResult::Insert(p1)) = (&r[0], &r[1]) else {
         panic!("{r:?}")
     };
-    let mut unlink = Txn::new();
+    let mut unlink = Txn::new(IDENTITY);
     unlink.unlink::<nb::LogicalSwitch>(
         "Subnet/mine",
         *ls_uuid,
@@ -373,7 +374,7 @@ async fn rows_without_our_owner_tag_are_never_modified_or_deleted() {
         !nbctl(&nb_remote, &["list", "Logical_Switch_Port"]).contains("p1"),
         "unreferenced port not collected"
     );
-    let mut del = Txn::new();
+    let mut del = Txn::new(IDENTITY);
     del.delete::<nb::LogicalSwitch>("Subnet/mine", *ls_uuid);
     client
         .transact(nb::DATABASE, &del.operations())

@@ -15,7 +15,7 @@ async fn show_puts_switches_nat_and_routes_under_their_vpc() {
     let sandbox = Sandbox::builder().start().unwrap();
     let (client, conn) = ovsdb::connect(&sandbox.nb_remote()).await.unwrap();
     tokio::spawn(conn);
-    let mut txn = Txn::new();
+    let mut txn = Txn::new(ovn_vpc::owner::IDENTITY);
     for vpc in ["vpc-a", "vpc-b"] {
         let owner = format!("Vpc/{vpc}");
         let lr = txn.lr_add(

@@ -159,7 +159,7 @@ impl Engine {
             r.table(t).is_some_and(|t| {
                 t.iter().any(|row| {
                     row.get("external_ids")
-                        .and_then(|d| d.get_str(ovn_nb::ops::OWNER_KEY))
+                        .and_then(|d| d.get_str(crate::owner::OWNER_KEY))
                         == Some(owner)
                 })
             })
@@ -349,7 +349,13 @@ impl Engine {
         let ops = {
             let replica = self.nb.replica();
             let r = replica.as_ref().ok_or(Error::NotSynced)?;
-            diff(MANAGED_TABLES, desired, r, &Scope::All)?
+            diff(
+                &crate::owner::IDENTITY,
+                MANAGED_TABLES,
+                desired,
+                r,
+                &Scope::All,
+            )?
         };
         if ops.is_empty() {
             return Ok(0);
@@ -366,7 +372,14 @@ impl Engine {
             let pending = {
                 let replica = self.nb.replica();
                 match replica.as_ref() {
-                    Some(r) => diff(MANAGED_TABLES, desired, r, &Scope::All)?.len(),
+                    Some(r) => diff(
+                        &crate::owner::IDENTITY,
+                        MANAGED_TABLES,
+                        desired,
+                        r,
+                        &Scope::All,
+                    )?
+                    .len(),
                     None => 0,
                 }
             };
