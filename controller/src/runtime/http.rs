@@ -69,7 +69,7 @@ async fn respond(path: &str, engine: &Engine) -> (&'static str, &'static str, St
         }
         "/metrics" => (
             "200 OK",
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             engine.metrics().render(),
         ),
         _ => ("404 Not Found", TEXT, "not found\n".into()),
