@@ -14,6 +14,7 @@ pub mod cni;
 pub mod connect;
 pub mod doctor;
 pub mod dump;
+mod http_server;
 pub mod ipam;
 pub mod manifest;
 pub mod node;

@@ -548,7 +548,8 @@ async fn remove_finalizers_strips_ours_by_test_and_remove() {
     assert_eq!(r.unwrap(), ["Vpc/vpc-a"]);
 }
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+/// `GET path` on a connection of its own: the response head and body.
+async fn exchange(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
@@ -557,7 +558,18 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).await.unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
+    (head.to_string(), body.to_string())
+}
+
+/// The status line and the body of `GET path`.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let (head, body) = exchange(addr, path).await;
+    (head.lines().next().unwrap().to_string(), body)
+}
+
+/// The response head of `GET path`, lowercased.
+async fn head(addr: std::net::SocketAddr, path: &str) -> String {
+    exchange(addr, path).await.0.to_ascii_lowercase()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,7 +592,23 @@ async fn health_ready_and_metrics_endpoints_follow_the_northbound() {
     );
     assert!(metrics.contains("ovn_vpc_ovsdb_transaction_duration_seconds_count 1"));
     assert!(!metrics.contains("ovn_vpc_replica_rows 0\n"), "{metrics}");
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    assert!(head(addr, "/metrics")
+        .await
+        .contains("content-type: application/openmetrics-text; version=1.0.0"),);
     assert_eq!(get(addr, "/nope").await.0, "HTTP/1.1 404 Not Found");
+
+    // A client that connects and sends nothing, and one that stalls mid-request, delay no
+    // probe: each connection is served on its own.
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut half, b"GET /readyz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(get(addr, "/readyz").await.0, "HTTP/1.1 200 OK");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(200), "/readyz took {took:?}");
 
     // The Northbound goes away: not ready (health is unaffected).
     tokio::task::spawn_blocking(move || {

@@ -15,16 +15,12 @@ use super::spec::{CniError, ErrorCode};
 /// finds it without any state, and within Linux's 15 characters (`ovpc` + 11 hex digits of an
 /// FNV-1a hash).
 pub fn host_ifname(container_id: &str, ifname: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(ifname.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("ovpc{:011x}", h & 0xfff_ffff_ffff)
+    use std::hash::Hasher as _;
+    let mut h = fnv::FnvHasher::default();
+    h.write(container_id.as_bytes());
+    h.write_u8(0);
+    h.write(ifname.as_bytes());
+    format!("ovpc{:011x}", h.finish() & 0xfff_ffff_ffff)
 }
 
 /// Where a command runs.
@@ -258,5 +254,11 @@ mod tests {
         assert!(a.starts_with("ovpc"));
         assert_ne!(a, host_ifname("0123456789abcdef0123456789abcdef", "net1"));
         assert_ne!(a, host_ifname("0123456789abcdef0123456789abcdee", "eth0"));
+        // Pinned: DEL after an upgrade must find the host end an older release created.
+        assert_eq!(a, "ovpc6d728a7c156");
+        assert_eq!(
+            host_ifname("0123456789abcdef0123456789abcdef", "net1"),
+            "ovpc08f075dc5c9"
+        );
     }
 }

@@ -1,77 +1,47 @@
-//! `/healthz`, `/readyz` and `/metrics` on a plain HTTP/1.1 listener. Three GET endpoints do not
-//! need an HTTP framework: one request per connection, answered and closed.
+//! `/healthz`, `/readyz` and `/metrics` of the controller, on the shared
+//! [`crate::http_server`].
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use tokio::net::TcpListener;
 
 use super::Engine;
+use crate::http_server::{text, typed};
 
-/// Serves until the listener fails. `/readyz` is 200 when the Northbound is reachable, the
-/// replica synced and the caches listed; `/healthz` is 200 while the process serves.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>) -> std::io::Result<()> {
-    loop {
-        let (mut sock, _) = listener.accept().await?;
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            // Read the request head (bounded); the request line is all we route on.
-            while len < buf.len() {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf[len..]),
-                )
-                .await
-                {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (code, ctype, body) = respond(path, &engine).await;
-            let reply = format!(
-                "HTTP/1.1 {code}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(reply.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
+/// The content type of [`super::Metrics::render`]'s OpenMetrics text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves for ever (accept errors are logged and retried). `/readyz` is 200 when the
+/// Northbound is reachable, the replica synced and the caches listed; `/healthz` is 200 while
+/// the process serves.
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+    let router = Router::new()
+        .route("/healthz", get(|| async { text(StatusCode::OK, "ok\n") }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(engine);
+    crate::http_server::serve(listener, router).await
+}
+
+async fn readyz(State(engine): State<Arc<Engine>>) -> Response {
+    if !engine.stores().listed.all() {
+        text(StatusCode::SERVICE_UNAVAILABLE, "caches not listed yet\n")
+    } else if engine.ready().await {
+        text(StatusCode::OK, "ok\n")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Northbound is unreachable or its replica is not synced\n",
+        )
     }
 }
 
-async fn respond(path: &str, engine: &Engine) -> (&'static str, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    match path {
-        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" => {
-            let caches = engine.stores().listed.all();
-            if !caches {
-                (
-                    "503 Service Unavailable",
-                    TEXT,
-                    "caches not listed yet\n".into(),
-                )
-            } else if engine.ready().await {
-                ("200 OK", TEXT, "ok\n".into())
-            } else {
-                (
-                    "503 Service Unavailable",
-                    TEXT,
-                    "the Northbound is unreachable or its replica is not synced\n".into(),
-                )
-            }
-        }
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            engine.metrics().render(),
-        ),
-        _ => ("404 Not Found", TEXT, "not found\n".into()),
-    }
+async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
+    typed(StatusCode::OK, OPENMETRICS, engine.metrics().render())
 }

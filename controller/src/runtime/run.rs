@@ -263,14 +263,7 @@ pub async fn run_with_client(client: kube::Client, opts: Options) -> anyhow::Res
     let ctx = Arc::new(Context::new(client.clone(), engine.clone()));
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     tracing::info!(listen = %opts.listen, "serving /healthz /readyz /metrics");
-    let mut tasks = vec![tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            if let Err(e) = super::serve(listener, engine).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
-    })];
+    let mut tasks = vec![tokio::spawn(super::serve(listener, engine.clone()))];
     // SIGTERM / Ctrl-C: stop writing, hand the Lease over, exit.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = {

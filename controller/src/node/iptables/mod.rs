@@ -72,16 +72,15 @@ pub enum IptablesError {
     },
 }
 
-/// The tag of a rule: [`TAG_PREFIX`] and a 64-bit FNV-1a hash of its parts, in hex. Stable
-/// across builds and Rust versions (unlike `DefaultHasher`), so a new release recognises the
-/// rules of the previous one.
+/// The tag of a rule: [`TAG_PREFIX`] and a 64-bit FNV-1a hash of its parts (each followed by a
+/// NUL), in hex. Stable across builds and Rust versions (unlike `DefaultHasher`), so a new
+/// release recognises the rules of the previous one.
 pub(crate) fn tag_of(parts: &[&str]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use std::hash::Hasher as _;
+    let mut h = fnv::FnvHasher::default();
     for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h.write(p.as_bytes());
+        h.write_u8(0);
     }
-    format!("{TAG_PREFIX}{h:016x}")
+    format!("{TAG_PREFIX}{:016x}", h.finish())
 }

@@ -616,6 +616,10 @@ mod tests {
             Jump::new("PREROUTING", "OVN-PREROUTING").tag,
             "ovn-vpc:d0b7a7f97106dcfd"
         );
+        assert_eq!(
+            Rule::new("OVN-POSTROUTING", "-s 10.16.0.0/16 -j MASQUERADE").tag,
+            "ovn-vpc:1df5253339b5caf0"
+        );
         assert!(Rule::new("A", "-j X").tag.starts_with("ovn-vpc:"));
         assert_eq!(Rule::new("A", "-j X").tag.len(), "ovn-vpc:".len() + 16);
     }
