@@ -1,9 +1,18 @@
-//! Helpers shared by the integration tests in `tests/tests/`: independent witnesses (the
-//! distribution's `ovn-nbctl`, `ovn-sbctl`, `ovs-vsctl`, `ovsdb-client`) to check what the
-//! product did, so a test never trusts the code under test to report on itself.
+//! The one helper library of the integration tests in `tests/tests/` (every integration test
+//! of the workspace lives there):
+//! - independent witnesses (the distribution's `ovn-nbctl`, `ovn-sbctl`, `ovs-vsctl`,
+//!   `ovsdb-client`) to check what the product did, so a test never trusts the code under
+//!   test to report on itself;
+//! - the product's binaries, built fresh ([`ovn_vpc_bin`], [`cni_bin`], [`workspace_bin`]);
+//! - bounded polling instead of fixed sleeps ([`eventually`], [`eventually_async`]);
+//! - the answering side of kube-rs' mock API service ([`kube`]) and the node shim's network
+//!   namespaces ([`node`]).
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+pub mod kube;
 pub mod node;
 
 /// Runs a command and returns its stdout; panics with its stderr when it fails (tests only).
@@ -18,6 +27,16 @@ pub fn run(program: &str, args: &[&str]) -> String {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's stdout whether or not it succeeded: for polling a state that may not be there
+/// yet (`ovn-sbctl lflow-list DATAPATH` before northd made the datapath).
+pub fn stdout_of(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -48,7 +67,7 @@ pub fn vsctl(db: &str, args: &[&str]) -> String {
 /// Whether a process with this pid exists (zombies included: the sandbox reaps its children,
 /// so a zombie would still be a leak).
 pub fn pid_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Names from `ip netns list`.
@@ -62,16 +81,60 @@ pub fn netns_list() -> Vec<String> {
 
 /// Polls `f` every 50 ms for up to `secs` seconds until it returns true.
 pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if f() {
             return true;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             return false;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// [`eventually`] for async tests: awaits `f` every 20 ms (sleeping without blocking the
+/// runtime) for up to `limit`, until it returns `Some`; returns that, or `None` when time ran
+/// out. The bound turns a hang into a failure report: keep it generous, it is no timing claim.
+pub async fn eventually_async<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A scripted fake OVSDB server on 127.0.0.1 for the client's tests of what a real
+/// ovsdb-server never does: runs `script` on the first connection and connects a client with
+/// `opts` to it. The caller spawns (or awaits) the connection.
+pub async fn with_fake_server<F, Fut>(
+    opts: ovsdb::ConnectOptions,
+    script: F,
+) -> (ovsdb::Client, ovsdb::Connection)
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let port = listener.local_addr().expect("bound").port();
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("the client connects");
+        script(sock).await;
+    });
+    ovsdb::connect_with(&format!("tcp:127.0.0.1:{port}"), &opts)
+        .await
+        .expect("connect to the fake server")
 }
 
 /// Table → uuid → column → value, as `ovsdb-client -f json dump` shows a database (`_version`
@@ -116,30 +179,82 @@ pub fn ovsdb_client_dump(remote: &str, db: &str, tables: &[&str]) -> DumpRows {
     result
 }
 
-/// The path of a binary of another workspace package (e.g. `ovn-vpc-cni` of `ovn-vpc`), built
-/// first with `cargo build -p PACKAGE --bins` (once per package and test process, a no-op when
-/// fresh):
-/// Cargo only hands a test `CARGO_BIN_EXE_*` for binaries of its own package, and `cargo test
-/// -p ovn-vpc-tests` alone would not build them. `OVN_VPC_BIN_DIR` overrides the directory (and
-/// skips the build).
-pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// The `ovn-vpc` binary of this workspace, built once per test process (a no-op when fresh),
+/// so a test never runs a stale binary: see [`workspace_bin`].
+pub fn ovn_vpc_bin() -> PathBuf {
+    workspace_bin("ovn-vpc", "ovn-vpc")
+}
+
+/// The `ovn-vpc-cni` plugin binary of this workspace: see [`workspace_bin`].
+pub fn cni_bin() -> PathBuf {
+    workspace_bin("ovn-vpc", "ovn-vpc-cni")
+}
+
+/// `ovn-vpc ARGS...` run to its end: its status and output, for the caller to check.
+pub fn ovn_vpc(args: &[&str]) -> Output {
+    Command::new(ovn_vpc_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ovn-vpc {args:?}: {e}"))
+}
+
+/// Writes `text` to `dir/name`; returns the path as a command line argument.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    p.display().to_string()
+}
+
+/// The path of binary `name` of workspace package `package` (`ovn-vpc-cni` of `ovn-vpc`),
+/// built first, with every other binary of the workspace, once per test process.
+///
+/// Why a nested `cargo build`: cargo hands a test `CARGO_BIN_EXE_<name>` only for binaries of
+/// the test's own package, and has no stable way for one package to depend on another's
+/// binaries (artifact dependencies, `-Z bindeps`, are nightly-only). So nothing builds
+/// `ovn-vpc`'s binaries for `cargo test -p ovn-vpc-tests`, and a test that only used a path
+/// under `target/` would run whatever binary an earlier build left there — a stale one.
+///
+/// Why it stays cheap: the build is `cargo build --workspace --bins --examples`, which
+/// resolves features exactly as `cargo test --workspace` (what `scripts/test` runs) does —
+/// `--examples` (there are none) only makes cargo count dev-dependencies in, as tests do.
+/// `cargo build -p ovn-vpc --bins` would resolve without them (tower-test turns on tokio's
+/// `test-util`, proptest getrandom's `std`), so it would compile a second copy of tokio,
+/// kube and the whole `ovn-vpc` library for the binaries alone, again after every edit. This
+/// way the library the test harness linked is reused and only the binaries are linked; when
+/// nothing changed it is a no-op of well under a second. Under `cargo test -p
+/// ovn-vpc-tests` the features differ, which costs one more build of the library, not a
+/// wrong binary.
+///
+/// `OVN_VPC_BIN_DIR` overrides the directory (and skips the build).
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     if let Some(dir) = std::env::var_os("OVN_VPC_BIN_DIR") {
-        return std::path::Path::new(&dir).join(name);
+        return Path::new(&dir).join(name);
     }
-    // target/<profile>/deps/<test>-<hash> → target/<profile>
+    // <target dir>/<profile dir>/deps/<test>-<hash>: build into the same target directory
+    // and profile as the running test, whatever `--target-dir` or `--release` it was given.
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe
         .parent()
         .and_then(|d| d.parent())
-        .expect("the test runs from target/<profile>/deps")
+        .expect("the test runs from <target>/<profile>/deps")
         .to_path_buf();
+    let target_dir = dir.parent().expect("<target>/<profile>").to_path_buf();
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == package) {
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", package, "--bins"])
+        cmd.args(["build", "--quiet", "--workspace", "--bins", "--examples"])
+            .arg("--target-dir")
+            .arg(&target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // The profile directory names the profile, except `debug`, which is `dev`'s.
+        match dir.file_name().and_then(|p| p.to_str()) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                cmd.args(["--profile", profile]);
+            }
+        }
         // Cargo gives the running test its package's variables (CARGO_MANIFEST_DIR, …). Passed
         // on, they change the fingerprint of build scripts that track them (ring's does), so
         // the nested build and the next `cargo test` would rebuild ring and everything above it
@@ -159,16 +274,22 @@ pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
                 cmd.env_remove(&*k);
             }
         }
-        if dir.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
         let status = cmd
             .status()
             .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
-        assert!(status.success(), "cargo build -p {package} --bins failed");
-        built.push(package.to_string());
+        assert!(
+            status.success(),
+            "cargo build of the workspace's binaries failed"
+        );
+        *built = true;
     }
-    dir.join(name)
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} was not built: is {name} a binary of {package}?",
+        bin.display()
+    );
+    bin
 }
 
 /// A stand-in Kubernetes API server: `tcp-peer http ADDR FILE` run inside network namespace
@@ -178,7 +299,7 @@ pub struct StandInApi(std::process::Child);
 impl StandInApi {
     /// Starts `tcp_peer` (the test's `CARGO_BIN_EXE_tcp-peer`) serving `body` on `addr` in
     /// `netns`; returns once it listens.
-    pub fn start(tcp_peer: &str, netns: &str, addr: &str, body: &std::path::Path) -> StandInApi {
+    pub fn start(tcp_peer: &str, netns: &str, addr: &str, body: &Path) -> StandInApi {
         use std::io::BufRead;
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns, tcp_peer, "http", addr])
@@ -210,7 +331,7 @@ impl Drop for StandInApi {
 }
 
 /// Writes a kubeconfig for `server` (`http://127.0.0.1:PORT`, a token user) into `dir`.
-pub fn write_kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+pub fn write_kubeconfig(dir: &Path, server: &str) -> PathBuf {
     let p = dir.join("kubeconfig");
     std::fs::write(
         &p,

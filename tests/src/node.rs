@@ -170,12 +170,6 @@ impl Node {
     }
 }
 
-/// The `ovn-vpc` binary of this workspace, built once per test process (a no-op when fresh),
-/// so a test never runs a stale binary: see [`crate::workspace_bin`].
-pub fn ovn_vpc_bin() -> std::path::PathBuf {
-    crate::workspace_bin("ovn-vpc", "ovn-vpc")
-}
-
 /// `both_backends!(a, b)` makes tests `legacy::a`, `nft::a`, `legacy::b`, ... calling the
 /// functions `a(Backend)`, `b(Backend)` of the invoking module with each backend.
 #[macro_export]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ovn_vpc::sandbox::Sandbox;
-use ovn_vpc_tests::node::ovn_vpc_bin;
+use ovn_vpc_tests::ovn_vpc_bin;
 
 fn world(round: usize, pods: usize) -> String {
     let mut y = format!(

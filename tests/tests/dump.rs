@@ -135,7 +135,7 @@ fn dump_text_prints_a_cell_longer_than_65535_characters() {
         ],
     );
     nbctl(&nb, &["ls-add", "narrow"]);
-    let out = std::process::Command::new(ovn_vpc_tests::node::ovn_vpc_bin())
+    let out = std::process::Command::new(ovn_vpc_tests::ovn_vpc_bin())
         .args(["dump", "--db", &nb, "Logical_Switch"])
         .output()
         .unwrap();

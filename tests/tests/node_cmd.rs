@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovn_vpc::node::{Backend, Family};
-use ovn_vpc_tests::node::{ovn_vpc_bin, Node, CALI, HOSTPORT, KUBE};
+use ovn_vpc_tests::node::{Node, CALI, HOSTPORT, KUBE};
+use ovn_vpc_tests::ovn_vpc_bin;
 use ovn_vpc_tests::{write_kubeconfig, StandInApi};
 
 /// Subnets of the default VPC (one dual-stack with natOutgoing, one without), a custom VPC's

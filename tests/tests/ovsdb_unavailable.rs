@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ovn_vpc::sandbox::Sandbox;
-use ovn_vpc_tests::node::ovn_vpc_bin;
+use ovn_vpc_tests::ovn_vpc_bin;
 use ovn_vpc_tests::run;
 use ovsdb::{Error, Session, SessionOptions};
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -17,13 +17,10 @@ use ovn_vpc::runtime::{
     Metrics, Stores, Writers, FINALIZER,
 };
 use ovn_vpc::sandbox::Sandbox;
+use ovn_vpc_tests::kube::{mock_client, respond, yaml, ApiHandle};
+use ovn_vpc_tests::{eventually_async, nbctl};
 use serde_json::{json, Value};
-use tower_test::mock::{Handle, SendResponse};
-
-mod common;
-use common::nbctl;
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+use tower_test::mock::SendResponse;
 
 /// The mock API server's side: each `expect` takes the next request the code under test
 /// made, checks its method and path, and hands back its JSON body and the responder.
@@ -64,12 +61,7 @@ impl ApiServer {
 }
 
 fn reply(send: SendResponse<Response<Body>>, code: u16, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(code)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
+    send.send_response(respond(code, body));
 }
 
 /// The object as the API server returns it after a status merge patch.
@@ -77,10 +69,6 @@ fn patched<T: serde::Serialize>(obj: &T, patch: &Value) -> Value {
     let mut v = serde_json::to_value(obj).unwrap();
     v["status"] = patch["status"].clone();
     v
-}
-
-fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
-    serde_yaml::from_str(text).unwrap()
 }
 
 fn vpc_a() -> Vpc {
@@ -122,8 +110,7 @@ async fn fixture() -> (Arc<Context>, Writers, ApiServer, String, Sandbox) {
 /// A controller (context, cache writers, mock API server) on the Northbound at `nb`: a second
 /// one on the same `nb` is the same controller after a restart.
 fn controller_on(nb: &str) -> (Arc<Context>, Writers, ApiServer) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
+    let (client, handle) = mock_client();
     let (stores, mut writers) = Stores::new();
     writers.mark_ready();
     let session = ovsdb::Session::start(nb, Engine::session_options()).unwrap();
@@ -241,6 +228,9 @@ async fn subnet_gets_a_finalizer_then_its_rows_and_status_and_nothing_more_when_
     .expect("a request was made for an unchanged world");
     r.unwrap();
     assert_eq!(ctx.metrics.transactions(), 1);
+    // That the reconcile returned shows it awaited no request (none was answered). One sent
+    // without awaiting its answer would still pass through kube's buffer task, so absence is
+    // shown the only way it can be: by waiting a while for a request that must not come.
     assert!(
         tokio::time::timeout(Duration::from_millis(200), api.0.next_request())
             .await
@@ -248,9 +238,20 @@ async fn subnet_gets_a_finalizer_then_its_rows_and_status_and_nothing_more_when_
         "no request expected"
     );
 
-    // 4. Drift: the switch deleted by hand is put back by the next sync.
+    // 4. Drift: the switch deleted by hand is put back by the next sync, once the replica has
+    // seen the deletion (the monitor's update, polled for rather than slept for).
     nbctl(&nb, &["ls-del", "a-net1"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let name = ovsdb::Datum::atom("a-net1");
+    let seen = eventually_async(Duration::from_secs(10), || async {
+        let replica = ctx.engine.session().replica();
+        let replica = replica.as_ref().expect("synced");
+        replica
+            .lookup("Logical_Switch", &[("name", &name)])
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "the replica never saw the switch go");
     let healed = ctx.engine.sync().await.unwrap();
     assert!(healed.operations > 0);
     assert!(nbctl(&nb, &["ls-list"]).contains("(a-net1)"));
@@ -513,8 +514,7 @@ async fn invalid_subnet_reports_why_and_nothing_of_it_is_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_finalizers_strips_ours_by_test_and_remove() {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
+    let (client, handle) = mock_client();
     let list = |kind: &str, items: Value| json!({"apiVersion": "ovnvpc.io/v1", "kind": format!("{kind}List"), "metadata": {}, "items": items});
     let scenario = tokio::spawn(async move {
         let mut api = ApiServer(handle);
@@ -617,22 +617,20 @@ async fn health_ready_and_metrics_endpoints_follow_the_northbound() {
     })
     .await
     .unwrap();
-    let mut ready = true;
-    for _ in 0..40 {
-        if get(addr, "/readyz").await.0 == "HTTP/1.1 503 Service Unavailable" {
-            ready = false;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!ready, "/readyz stayed 200 with the Northbound down");
+    let unready = eventually_async(Duration::from_secs(10), || async {
+        (get(addr, "/readyz").await.0 == "HTTP/1.1 503 Service Unavailable").then_some(())
+    })
+    .await;
+    assert!(
+        unready.is_some(),
+        "/readyz stayed 200 with the Northbound down"
+    );
     assert_eq!(get(addr, "/healthz").await.0, "HTTP/1.1 200 OK");
 }
 
 #[tokio::test]
 async fn stop_controller_scales_to_zero_and_waits_for_the_replicas_to_go() {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
+    let (client, handle) = mock_client();
     let deployment = |replicas: i32| {
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
                "metadata": {"name": "ovn-vpc-controller", "namespace": "ovn-vpc"},

@@ -4,20 +4,10 @@
 //! objects, and every row that would disappear is listed first.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Output};
 
 use ovn_vpc::sandbox::Sandbox;
-
-mod common;
-use common::nbctl;
-
-fn ovn_vpc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use ovn_vpc_tests::{nbctl, ovn_vpc, ovn_vpc_bin, write_file as write};
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -28,12 +18,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
 }
 
 /// Every row of the tables apply writes, as ovn-nbctl prints it: uuid → the row's text.
@@ -326,7 +310,7 @@ fn two_applies_at_once_both_succeed_and_land_once() {
     let mut raced = 0;
     for round in 0..6 {
         let spawn = || {
-            Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
+            Command::new(ovn_vpc_bin())
                 .args(["apply", "--db", &nb, "-f", &f])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

@@ -1,26 +1,8 @@
 //! `ovn-vpc apply -f` / `plan -f` through the binary, against ovsdb-server + ovn-northd, with
 //! ovn-nbctl / ovn-sbctl as witnesses.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use ovn_vpc::sandbox::Sandbox;
-
-mod common;
-use common::nbctl;
-
-fn ovn_vpc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
+use ovn_vpc_tests::{eventually, nbctl, ovn_vpc, stdout_of, write_file as write};
 
 const WORLD: &str = r#"
 apiVersion: ovnvpc.io/v1
@@ -171,22 +153,17 @@ fn two_vpcs_with_the_same_cidr_apply_and_a_reapply_changes_nothing() {
 
     // northd derives the datapaths and port bindings.
     let sb = sandbox.sb_remote().unwrap();
-    let ok = (0..300).any(|_| {
-        let out = Command::new("ovn-sbctl")
-            .args([
+    let ok = eventually(30, || {
+        let s = stdout_of(
+            "ovn-sbctl",
+            &[
                 &format!("--db={sb}"),
                 "--columns=logical_port",
                 "list",
                 "Port_Binding",
-            ])
-            .output()
-            .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout).to_string();
-        if s.contains("web.team-a") && s.contains("web.team-b") && s.contains("other.elsewhere") {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        false
+            ],
+        );
+        s.contains("web.team-a") && s.contains("web.team-b") && s.contains("other.elsewhere")
     });
     assert!(ok, "northd did not bind the pod ports");
 
@@ -391,20 +368,11 @@ fn the_examples_land_with_nat_gateways_and_northd_derives_their_flows() {
     .contains(" 10.20.0.2\""));
 
     // northd: each router gets a chassis-redirect port and NAT flows for its own addresses.
-    let ok = (0..300).any(|_| {
-        let out = Command::new("ovn-sbctl")
-            .args([&format!("--db={sb}"), "lflow-list", "vpc-a"])
-            .output()
-            .unwrap();
-        let flows = String::from_utf8_lossy(&out.stdout).to_string();
-        if flows.contains("ct_dnat_in_czone(10.0.1.2)")
+    let ok = eventually(30, || {
+        let flows = stdout_of("ovn-sbctl", &[&format!("--db={sb}"), "lflow-list", "vpc-a"]);
+        flows.contains("ct_dnat_in_czone(10.0.1.2)")
             && flows.contains("is_chassis_resident(\"cr-vpc-a-external\")")
             && flows.contains("172.16.0.100")
-        {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        false
     });
     assert!(ok, "northd derived no NAT flows for vpc-a");
 
@@ -635,21 +603,12 @@ fn a_dual_stack_subnet_gets_both_addresses_dhcpv6_and_router_advertisements() {
     )
     .contains("fd00:50::1/64"));
     assert_eq!(nbctl(&nb, &["dhcp-options-list"]).lines().count(), 2);
-    let ok = (0..300).any(|_| {
-        let out = Command::new("ovn-sbctl")
-            .args([&format!("--db={sb}"), "lflow-list"])
-            .output()
-            .unwrap();
-        let flows = String::from_utf8_lossy(&out.stdout).to_string();
-        if flows.contains("put_dhcpv6_opts(")
+    let ok = eventually(30, || {
+        let flows = stdout_of("ovn-sbctl", &[&format!("--db={sb}"), "lflow-list"]);
+        flows.contains("put_dhcpv6_opts(")
             && flows.contains("ia_addr = fd00:50::2")
             && flows.contains("put_dhcp_opts(offerip = 10.50.0.2")
             && flows.contains("put_nd_ra_opts(addr_mode = \"dhcpv6_stateful\"")
-        {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        false
     });
     assert!(ok, "northd derived no DHCPv4/DHCPv6/RA flows for the pod");
     assert_eq!(

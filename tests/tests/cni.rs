@@ -5,10 +5,11 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use ovn_vpc_tests::{cni_bin, write_kubeconfig};
 use serde_json::{json, Value};
 
 fn cni(env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ovn-vpc-cni"))
+    let mut child = Command::new(cni_bin())
         .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -105,20 +106,6 @@ fn fake_api_server(status: u16, body: String) -> String {
     format!("http://{addr}")
 }
 
-fn kubeconfig(dir: &std::path::Path, server: &str) -> String {
-    let p = dir.join("kubeconfig");
-    std::fs::write(
-        &p,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\"}}}}]\n\
-             users: [{{name: u, user: {{token: t}}}}]\n\
-             contexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
-    p.display().to_string()
-}
-
 /// Cluster mode (no `nb`): ADD reads the pod from the API server named by `kubeconfig`.
 fn cluster_add(server: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +114,7 @@ fn cluster_add(server: &str) -> Value {
     let mut env = ADD.to_vec();
     env[2] = ("CNI_NETNS", &netns);
     let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-vpc-cni",
-                      "kubeconfig": kubeconfig(dir.path(), server)});
+                      "kubeconfig": write_kubeconfig(dir.path(), server)});
     error(&cni(&env, &conf.to_string()))
 }
 

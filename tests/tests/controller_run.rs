@@ -9,16 +9,15 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::client::Body;
 use ovn_vpc::runtime::{run_with_client, Options};
 use ovn_vpc::sandbox::Sandbox;
+use ovn_vpc_tests::kube::{mock_client, respond};
+use ovn_vpc_tests::{eventually_async, nbctl};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-mod common;
-use common::nbctl;
 
 fn list(kind: &str, items: Value) -> Value {
     json!({"kind": format!("{kind}List"), "apiVersion": "v1",
@@ -99,13 +98,6 @@ fn allowed(rules: &[PolicyRule], (group, resource, verb): &(String, String, Stri
     })
 }
 
-fn respond(code: u16, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wired_controller_reconciles_a_listed_world_into_ovn() {
     wired_controller(false).await;
@@ -131,7 +123,7 @@ async fn wired_controller(leader_election: bool) -> Vec<(String, String, Value)>
         .await
         .unwrap();
     let nb = sandbox.nb_remote();
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (client, mut handle) = mock_client();
     let writes: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
     let log = writes.clone();
     // Every request as (API group, resource[/subresource], RBAC verb).
@@ -192,30 +184,25 @@ async fn wired_controller(leader_election: bool) -> Vec<(String, String, Value)>
             send.send_response(respond(if method == "POST" { 201 } else { 200 }, &stored));
         }
     });
-    let client = kube::Client::new(service, "default");
     let mut opts = Options::new(&nb);
     opts.leader_election = leader_election;
     opts.identity = "test-replica".into();
     opts.listen = "127.0.0.1:0".parse().unwrap();
     let controller = tokio::spawn(run_with_client(client, opts));
 
-    let mut landed = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let landed = eventually_async(Duration::from_secs(20), || async {
         let w = writes.lock().unwrap().clone();
         let has = |m: &str, p: &str| w.iter().any(|(wm, wp, _)| wm == m && wp == p);
-        if has("PATCH", "/api/v1/namespaces/team-a/pods/web")
+        (has("PATCH", "/api/v1/namespaces/team-a/pods/web")
             && has("PATCH", "/apis/ovnvpc.io/v1/vpcs/vpc-a")
             && has("PATCH", "/apis/ovnvpc.io/v1/subnets/a-net1")
             && has("PATCH", "/apis/ovnvpc.io/v1/subnets/old-net")
-            && has("DELETE", "/apis/ovnvpc.io/v1/ips/gone.team-a")
-        {
-            landed = true;
-            break;
-        }
-    }
+            && has("DELETE", "/apis/ovnvpc.io/v1/ips/gone.team-a"))
+        .then_some(())
+    })
+    .await;
     let w = writes.lock().unwrap().clone();
-    assert!(landed, "writes so far: {w:#?}");
+    assert!(landed.is_some(), "writes so far: {w:#?}");
     assert!(!controller.is_finished());
     controller.abort();
 

@@ -2,25 +2,30 @@
 //! resourceVersion compare-and-swap, as the real one does) and one real ovsdb-server. Only
 //! the holder writes; when it stops renewing it stops writing by itself, and the other takes
 //! over after the lease duration; one that shuts down hands the Lease over at once.
+//!
+//! The expiry is timing logic, so it runs on paused tokio time (the elector's clock): each
+//! deadline is checked at the instant before it and at the instant it passes, and the test
+//! waits for none of them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response};
 use kube::api::Api;
-use kube::client::Body;
 use kube::runtime::controller::Action;
 use ovn_vpc::api::{Subnet, Vpc};
 use ovn_vpc::runtime::{
     put, reconcile_object, Context, Engine, Error, LeaseElector, Metrics, Stores, Writers,
 };
 use ovn_vpc::sandbox::Sandbox;
+use ovn_vpc_tests::kube::{failure, mock_client, respond, yaml};
+use ovn_vpc_tests::nbctl;
 use serde_json::{json, Value};
 
-mod common;
-use common::nbctl;
-
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ovn-vpc/leases";
+/// The lease duration; a holder stops writing at two thirds of it (its renew deadline).
+const LEASE: Duration = Duration::from_secs(15);
+/// The smallest step of the clock that matters here.
+const TICK: Duration = Duration::from_millis(1);
 
 #[derive(Default)]
 struct ApiState {
@@ -30,24 +35,9 @@ struct ApiState {
     others: Vec<(String, String, String)>,
 }
 
-fn respond(code: u16, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn failure(code: u16, reason: &str) -> Response<Body> {
-    respond(
-        code,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason,
-                "reason": reason, "code": code}),
-    )
-}
-
 /// A client whose requests the shared fake API server answers.
 fn client(name: &str, state: Arc<Mutex<ApiState>>) -> kube::Client {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (client, mut handle) = mock_client();
     let name = name.to_string();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
@@ -96,11 +86,7 @@ fn client(name: &str, state: Arc<Mutex<ApiState>>) -> kube::Client {
             send.send_response(reply);
         }
     });
-    kube::Client::new(service, "default")
-}
-
-fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
-    serde_yaml::from_str(text).unwrap()
+    client
 }
 
 struct Replica {
@@ -115,7 +101,7 @@ fn replica(name: &str, nb: &str, state: Arc<Mutex<ApiState>>) -> Replica {
         Api::namespaced(client.clone(), "ovn-vpc"),
         "ovn-vpc-controller",
         name,
-        Duration::from_secs(2),
+        LEASE,
     );
     let (stores, mut writers) = Stores::new();
     writers.mark_ready();
@@ -124,7 +110,11 @@ fn replica(name: &str, nb: &str, state: Arc<Mutex<ApiState>>) -> Replica {
         yaml::<Vpc>("apiVersion: ovnvpc.io/v1\nkind: Vpc\nmetadata: {name: vpc-a}\nspec: {}\n"),
     );
     put(&mut writers.subnets, subnet("a-net1", "10.0.1.0/24"));
-    let session = ovsdb::Session::start(nb, Engine::session_options()).unwrap();
+    // No inactivity probe: with the clock paused below, one `advance` could send a probe and
+    // time out its answer before the connection task ever read it.
+    let mut opts = Engine::session_options();
+    opts.connect.inactivity_probe = None;
+    let session = ovsdb::Session::start(nb, opts).unwrap();
     let engine = Arc::new(Engine::new(
         session,
         None,
@@ -146,7 +136,8 @@ fn subnet(name: &str, cidr: &str) -> Subnet {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: `tokio::time::pause` needs the current-thread runtime.
+#[tokio::test]
 async fn two_controllers_one_lease_only_the_holder_writes_and_the_other_takes_over() {
     let sandbox = tokio::task::spawn_blocking(|| Sandbox::builder().start().unwrap())
         .await
@@ -175,23 +166,39 @@ async fn two_controllers_one_lease_only_the_holder_writes_and_the_other_takes_ov
 
     // A stops renewing (as if partitioned from the API server): it stops writing at its renew
     // deadline on its own; B takes the Lease once it has seen it unrenewed for its duration.
-    let started = tokio::time::Instant::now();
-    let mut b_leads = false;
-    while started.elapsed() < Duration::from_secs(6) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if b.elector.try_acquire_or_renew().await.unwrap() {
-            b_leads = true;
-            break;
-        }
-        if started.elapsed() > Duration::from_millis(1500) {
-            assert!(
-                !a.ctx.leader.is_leader(),
-                "A still leads past its renew deadline"
-            );
-        }
-    }
-    assert!(b_leads, "B did not take over the expired lease");
-    assert!(!a.ctx.leader.is_leader());
+    // The clock stands still from here on and moves only by `advance`: only the in-process
+    // mock API server is talked to until it is resumed, so no real I/O waits on a paused
+    // clock. A renews and B sees that renewal at the same instant.
+    tokio::time::pause();
+    assert!(a.elector.try_acquire_or_renew().await.unwrap());
+    assert!(!b.elector.try_acquire_or_renew().await.unwrap());
+    let renew_deadline = a.elector.renew_deadline();
+    assert_eq!(renew_deadline, LEASE * 2 / 3);
+    tokio::time::advance(renew_deadline - TICK).await;
+    assert!(
+        a.ctx.leader.is_leader(),
+        "A stopped before its renew deadline"
+    );
+    tokio::time::advance(TICK).await;
+    assert!(
+        !a.ctx.leader.is_leader(),
+        "A still leads at its renew deadline"
+    );
+    // Nobody leads between A's renew deadline and the end of the lease: B waits it out.
+    assert!(!b.elector.try_acquire_or_renew().await.unwrap());
+    tokio::time::advance(LEASE - renew_deadline - TICK).await;
+    assert!(
+        !b.elector.try_acquire_or_renew().await.unwrap(),
+        "B took the lease before it expired"
+    );
+    assert!(!a.ctx.leader.is_leader() && !b.ctx.leader.is_leader());
+    tokio::time::advance(TICK).await;
+    assert!(
+        b.elector.try_acquire_or_renew().await.unwrap(),
+        "B did not take over the expired lease"
+    );
+    tokio::time::resume();
+    assert!(!a.ctx.leader.is_leader() && b.ctx.leader.is_leader());
     let lease = state.lock().unwrap().lease.clone().unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "controller-b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);

@@ -1,13 +1,10 @@
 //! The `ovn-vpc` binary as a user runs it.
 
-use std::process::Command;
+use ovn_vpc_tests::{nbctl, ovn_vpc};
 
 #[test]
 fn demo_starts_the_sandbox_shows_it_and_cleans_up() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
-        .arg("demo")
-        .output()
-        .expect("run ovn-vpc demo");
+    let out = ovn_vpc(&["demo"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -39,10 +36,7 @@ fn demo_starts_the_sandbox_shows_it_and_cleans_up() {
 
 #[test]
 fn unknown_subcommands_are_refused_with_usage() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
-        .arg("frobnicate")
-        .output()
-        .unwrap();
+    let out = ovn_vpc(&["frobnicate"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }
@@ -51,24 +45,9 @@ fn unknown_subcommands_are_refused_with_usage() {
 fn dump_and_show_read_a_live_database() {
     let sandbox = ovn_vpc::sandbox::Sandbox::builder().start().unwrap();
     let nb = sandbox.nb_remote();
-    let ok = Command::new("ovn-nbctl")
-        .args([
-            &format!("--db={nb}"),
-            "ls-add",
-            "sw0",
-            "--",
-            "lsp-add",
-            "sw0",
-            "p0",
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    nbctl(&nb, &["ls-add", "sw0", "--", "lsp-add", "sw0", "p0"]);
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = ovn_vpc(args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -97,10 +76,7 @@ fn dump_and_show_read_a_live_database() {
         "{tree}"
     );
     // A bad remote is a clear error, not a panic.
-    let out = Command::new(env!("CARGO_BIN_EXE_ovn-vpc"))
-        .args(["dump", "--db", "tcp:127.0.0.1"])
-        .output()
-        .unwrap();
+    let out = ovn_vpc(&["dump", "--db", "tcp:127.0.0.1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ovn-vpc:"));
 }
