@@ -355,26 +355,73 @@ async fn every_producible_rfc_7047_error_comes_back_typed() {
     assert!(
         matches!(server_error(unknown_method).0, ErrorKind::Other(ref s) if s == "unknown method")
     );
+}
 
-    // canceled: a wait with no timeout blocks until we cancel it.
-    let blocked = vec![Operation::Wait {
-        table: "NB_Global".into(),
-        conditions: vec![],
-        columns: vec!["nb_cfg".into()],
-        until_equal: true,
-        rows: vec![row(&[("nb_cfg", Datum::atom(99i64))])],
-        timeout_ms: None,
-    }];
+/// `cancel` (RFC 7047 §4.1.4) of a transaction blocked in a `wait`. ovsdb-server sends no reply
+/// for a canceled transaction, so its `canceled` error is made by our client and proves
+/// nothing about the server; what does is that the server abandoned the transaction: the
+/// insert behind the wait never commits, not even once the wait's condition comes true.
+#[tokio::test]
+async fn a_canceled_transaction_is_abandoned_by_the_server_and_never_commits() {
+    let sandbox = Sandbox::builder().start().unwrap();
+    let nb = sandbox.nb_remote();
+    // The NB_Global row the wait watches (a fresh database has none until a tool makes it).
+    nbctl(&nb, &["init"]);
+    let c = client(&sandbox).await;
+    let nb_cfg = |v: i64| row(&[("nb_cfg", Datum::atom(v))]);
+    let blocked = vec![
+        // No timeout: blocks until nb_cfg is 99.
+        Operation::Wait {
+            table: "NB_Global".into(),
+            conditions: vec![],
+            columns: vec!["nb_cfg".into()],
+            until_equal: true,
+            rows: vec![nb_cfg(99)],
+            timeout_ms: None,
+        },
+        insert(
+            "Logical_Switch",
+            row(&[("name", Datum::atom("after-the-wait"))]),
+            None,
+        ),
+    ];
+    // The request goes out before the cancel on the one connection, so the server holds it
+    // blocked when the cancel comes.
     let pending = c.start_transact(NB, &blocked).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     c.cancel(pending.id()).unwrap();
+    // What the client guarantees: the caller is answered at once, with `canceled`.
     let e = tokio::time::timeout(std::time::Duration::from_secs(10), pending.finish(&blocked))
         .await
-        .expect("the canceled transaction got no reply")
+        .expect("the canceled transaction got no answer")
         .unwrap_err();
     assert_eq!(server_error(e).0, ErrorKind::Canceled);
-    // The connection is still fine afterwards.
+
+    // The wait's condition comes true. Had the server kept the transaction, it would commit
+    // right after this one (ovsdb-server retries blocked transactions after each commit),
+    // before it reads any later request.
+    let set = Operation::Update {
+        table: "NB_Global".into(),
+        conditions: vec![],
+        row: nb_cfg(99),
+    };
+    assert_eq!(
+        c.transact(NB, &[set]).await.unwrap(),
+        [OperationResult::Count(1)]
+    );
     c.echo().await.unwrap();
+    assert_eq!(
+        nbctl(&nb, &["get", "NB_Global", ".", "nb_cfg"]).trim(),
+        "99"
+    );
+    assert_eq!(
+        nbctl(&nb, &["ls-list"]),
+        "",
+        "the canceled transaction committed"
+    );
+    // The connection is still fine afterwards, and so is the server's side of it.
+    let done = c.transact(NB, &blocked).await.unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(nbctl(&nb, &["ls-list"]).contains("(after-the-wait)"));
 }
 
 #[tokio::test]
