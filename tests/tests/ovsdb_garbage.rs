@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use ovsdb::{Client, ConnectOptions, Error, Operation};
+use ovn_vpc_tests::with_fake_server;
+use ovsdb::{Client, ConnectOptions, Error, FramingError, Operation};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 const T: Duration = Duration::from_secs(10);
@@ -36,16 +37,25 @@ where
     F: FnOnce(TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        script(sock).await;
-    });
-    let (client, conn) = ovsdb::connect_with(&format!("tcp:127.0.0.1:{port}"), &opts)
-        .await
-        .unwrap();
+    let (client, conn) = with_fake_server(opts, script).await;
     (client, tokio::spawn(conn))
+}
+
+/// `list_dbs` fails with the connection (closed; not a transact, so not "outcome unknown"),
+/// and the connection ends with a framing error: returns that, the reason it ended.
+async fn request_and_connection_fail(
+    client: &Client,
+    conn: JoinHandle<Result<(), Error>>,
+) -> FramingError {
+    let e = within(client.list_dbs()).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Closed(_)) && e.is_connection_lost(),
+        "{e:?}"
+    );
+    match within(conn).await.unwrap() {
+        Err(Error::Framing(f)) => f,
+        other => panic!("expected a framing error, got {other:?}"),
+    }
 }
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -63,12 +73,8 @@ async fn truncated_json_then_close_fails_the_request_and_the_connection() {
         s.shutdown().await.unwrap();
     })
     .await;
-    let e = within(client.list_dbs()).await.unwrap_err();
-    assert!(
-        matches!(e, Error::Closed(ref why) if why.contains("stream ended inside a message")),
-        "{e}"
-    );
-    assert!(within(conn).await.unwrap().is_err());
+    let ended = request_and_connection_fail(&client, conn).await;
+    assert!(matches!(ended, FramingError::Truncated { .. }), "{ended:?}");
     assert!(client.is_closed());
 }
 
@@ -153,15 +159,8 @@ async fn an_oversized_message_is_refused_without_buffering_it() {
         }
     })
     .await;
-    let e = within(client.list_dbs()).await.unwrap_err();
-    assert!(
-        matches!(e, Error::Closed(ref why) if why.contains("limit")),
-        "{e}"
-    );
-    assert!(matches!(
-        within(conn).await.unwrap(),
-        Err(Error::Framing(_))
-    ));
+    let ended = request_and_connection_fail(&client, conn).await;
+    assert_eq!(ended, FramingError::MessageTooLarge { limit: 1 << 20 });
 }
 
 #[tokio::test]
@@ -183,28 +182,47 @@ async fn the_servers_echo_is_answered_with_its_params() {
     );
 }
 
+/// Timing logic, on paused tokio time: the probe goes out after one interval of silence and
+/// the connection is dropped after one more, to the millisecond, and the test waits for
+/// neither (the clock jumps to the next timer whenever every task waits).
 #[tokio::test]
 async fn a_silent_server_is_probed_and_dropped() {
+    const PROBE: Duration = Duration::from_millis(200);
     let opts = ConnectOptions {
-        inactivity_probe: Some(Duration::from_millis(200)),
+        inactivity_probe: Some(PROBE),
         ..ConnectOptions::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // Silent from before the connection was made: the probe interval counts from connecting.
+    let silent_since = tokio::time::Instant::now();
     let (client, conn) = with_server(opts, |mut s| async move {
         // Reads the probe but never answers anything.
         let probe = read_request(&mut s).await;
-        let _ = tx.send(probe);
+        let _ = tx.send((probe, tokio::time::Instant::now()));
         tokio::time::sleep(Duration::from_secs(30)).await;
     })
     .await;
-    let probe = within(rx).await.unwrap();
+    // Connected on real time (a paused clock could jump past the connect timeout while the
+    // handshake is under way); from here on only timers and loopback I/O are waited on.
+    tokio::time::pause();
+    let (probe, probed_at) = within(rx).await.unwrap();
     assert_eq!(probe["method"], "echo");
-    let started = std::time::Instant::now();
+    assert!(
+        probed_at - silent_since >= PROBE,
+        "probed after {:?} of silence",
+        probed_at - silent_since
+    );
     assert!(matches!(
         within(conn).await.unwrap(),
         Err(Error::Timeout(_))
     ));
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Both steps are the client's timers, so the drop comes at two intervals of silence
+    // exactly (`probed_at` is when the server read the probe, which may lag behind).
+    let dropped = tokio::time::Instant::now() - silent_since;
+    assert!(
+        dropped >= 2 * PROBE && dropped < 3 * PROBE,
+        "dropped after {dropped:?} of silence"
+    );
     assert!(matches!(
         within(client.list_dbs()).await,
         Err(Error::Closed(_))

@@ -2,10 +2,11 @@
 //! live monitor, and a standalone server restarted under a live monitor.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use ovn_vpc::sandbox::Sandbox;
-use ovn_vpc_tests::{nbctl, ovsdb_client_dump};
+use ovn_vpc_tests::{eventually_async, nbctl, ovsdb_client_dump};
 use ovsdb::{Datum, MonitorRequest, MonitorRequests, Operation, Session, SessionOptions};
 
 const NB: &str = "OVN_Northbound";
@@ -54,18 +55,12 @@ fn add_switch(name: &str) -> Operation {
 }
 
 async fn converge(session: &Session, remote: &str) -> BTreeMap<String, BTreeMap<String, Datum>> {
-    let deadline = Instant::now() + T;
-    loop {
+    eventually_async(T, || async {
         let want = dump(remote, "Logical_Switch");
-        if replica_table(session, "Logical_Switch") == want {
-            return want;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica never converged to the server's dump"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (replica_table(session, "Logical_Switch") == want).then_some(want)
+    })
+    .await
+    .expect("replica never converged to the server's dump")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,54 +78,58 @@ async fn killing_the_raft_leader_loses_no_acknowledged_write_and_resumes_without
     }
     let session = Session::start(&remote, SessionOptions::new(NB).monitor(switches())).unwrap();
     session.client(T).await.unwrap();
-    assert_eq!(
-        session
-            .stats()
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(session.stats().connects.load(Ordering::Relaxed), 1);
     assert_eq!(replica_table(&session, "Logical_Switch").len(), 500);
-    let first_sync_bytes = session
-        .stats()
-        .last_sync_bytes
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let first_sync_bytes = session.stats().last_sync_bytes.load(Ordering::Relaxed);
 
-    // A stream of writes; the leader dies in the middle of it.
+    // A stream of writes; the leader dies in the middle of it: once some writes got through,
+    // and the stream goes on until as many more got through after the kill (on the new
+    // leader) — counted, not timed.
     let session = std::sync::Arc::new(session);
+    let acks = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
     let writer = {
-        let session = session.clone();
+        let (session, acks, stop) = (session.clone(), acks.clone(), stop.clone());
         tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut failed = 0;
-            let start = Instant::now();
             let mut i = 0;
-            while start.elapsed() < Duration::from_secs(6) {
+            while !stop.load(Ordering::Relaxed) {
                 let name = format!("w{i}");
                 i += 1;
                 match session
                     .transact(&[add_switch(&name)], Duration::from_secs(10))
                     .await
                 {
-                    Ok(_) => acked.push(name),
+                    Ok(_) => {
+                        acked.push(name);
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(_) => failed += 1,
                 }
             }
             (acked, failed)
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let acked_at_least = |n: usize| {
+        let acks = acks.clone();
+        async move {
+            eventually_async(T, || async {
+                (acks.load(Ordering::Relaxed) >= n).then_some(())
+            })
+            .await
+            .unwrap_or_else(|| panic!("fewer than {n} writes acknowledged"))
+        }
+    };
+    acked_at_least(20).await;
     let leader = sandbox.wait_nb_leader(None).unwrap();
     sandbox.kill_nb(leader).unwrap();
-    let (acked, failed) = writer.await.unwrap();
+    let at_kill = acks.load(Ordering::Relaxed);
     let new_leader = sandbox.wait_nb_leader(Some(leader)).unwrap();
     assert_ne!(leader, new_leader);
-    assert!(
-        acked.len() > 20,
-        "too few writes got through: {} acked, {failed} failed",
-        acked.len()
-    );
-
+    acked_at_least(at_kill + 20).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, failed) = writer.await.unwrap();
     let leader_remote = sandbox.nb_servers()[new_leader].unix_remote();
     let final_rows = converge(&session, &leader_remote).await;
     let names: BTreeSet<&str> = final_rows
@@ -149,16 +148,10 @@ async fn killing_the_raft_leader_loses_no_acknowledged_write_and_resumes_without
     }
 
     let stats = session.stats();
-    let connects = stats.connects.load(std::sync::atomic::Ordering::Relaxed);
-    let resumed = stats
-        .last_sync_resumed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let rows = stats
-        .last_sync_rows
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let bytes = stats
-        .last_sync_bytes
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let connects = stats.connects.load(Ordering::Relaxed);
+    let resumed = stats.last_sync_resumed.load(Ordering::Relaxed);
+    let rows = stats.last_sync_rows.load(Ordering::Relaxed);
+    let bytes = stats.last_sync_bytes.load(Ordering::Relaxed);
     eprintln!(
         "leader {leader} killed: {} writes acked, {failed} failed; reconnects {}; resume: found={resumed}, {rows} rows / {bytes} bytes (initial sync {first_sync_bytes} bytes, table now {} rows)",
         acked.len(),
@@ -188,24 +181,18 @@ async fn restarting_a_standalone_server_under_a_live_monitor_converges() {
     converge(&session, &remote).await;
 
     sandbox.kill_nb(0).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        session.client(Duration::from_millis(100)).await.is_err(),
-        "no server, no client"
-    );
+    // No server, no client: as soon as the session has seen the connection end.
+    let e = eventually_async(T, || async { session.client(Duration::ZERO).await.err() })
+        .await
+        .expect("the session still hands out a client of a dead server");
+    assert!(e.is_unavailable(), "{e:?}");
     sandbox.start_nb(0).unwrap();
     // Changes made after the restart, including a deletion, reach the replica.
     nbctl(&remote, &["ls-del", "a", "--", "ls-add", "c"]);
     session.client(T).await.unwrap();
     let rows = converge(&session, &remote).await;
     assert_eq!(rows.len(), 2);
-    assert!(
-        session
-            .stats()
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    );
+    assert!(session.stats().connects.load(Ordering::Relaxed) >= 2);
     // And the change feed goes on: a later write shows up.
     let mut feed = session.subscribe();
     session.transact(&[add_switch("d")], T).await.unwrap();
