@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ovn_nb::diff::{plan as diff_plan, DiffError, Scope};
+use ovn_nb::diff::{plan as diff_plan, Scope};
 use ovn_nb::effects::{effects, pinned, Effects, RowInfo};
 use ovsdb::{MonitorRequest, MonitorRequests, Mutation, Operation, Replica, Session};
 
@@ -288,10 +288,8 @@ impl Prepared {
             replica,
             &scope,
         )?;
-        p.check().map_err(|e| match e {
-            DiffError::WouldRemoveForeign { .. } => anyhow::anyhow!("{e}"),
-            other => other.into(),
-        })?;
+        // Kept typed, so a caller can tell a refusal to touch foreign rows from a failure.
+        p.check()?;
         Ok(Reconcile {
             changes: describe_all(&p.operations, &p.effects, replica),
             operations: p.operations,

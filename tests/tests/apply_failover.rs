@@ -40,6 +40,8 @@ fn killing_the_leader_during_apply_moves_to_the_new_leader_and_tells_the_truth()
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // The kill lands 0, 40, …, 360 ms into the apply, each round at another of its steps
+        // (connect, sync, plan, commit): the delay is the test's variable, not a wait.
         std::thread::sleep(Duration::from_millis(40 * round as u64));
         sandbox.kill_nb(leader).unwrap();
         let out = child.wait_with_output().unwrap();

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use ovn_vpc::node::{Backend, DesiredTable, Family, Iptables, Refresh};
+use ovn_vpc::node::{Backend, DesiredTable, Family, Iptables, IptablesError, Refresh};
 use ovn_vpc::sandbox::Netns;
 use ovn_vpc_tests::node::{Node, CALI, HOSTPORT, KUBE};
 
@@ -261,10 +261,10 @@ fn foreign_rules_removed_between_read_and_write(backend: Backend) {
     node.iptables(&format!("-t nat -D PREROUTING {KUBE}"));
     let before = node.rules("nat", "PREROUTING");
     // The stale transaction is refused as a whole: nothing foreign deleted, nothing half-done.
-    let err = ipt.restore(&plan).unwrap_err().to_string();
+    let err = ipt.restore(&plan).unwrap_err();
     assert!(
-        err.contains("restore") && err.contains("failed"),
-        "stderr quoted: {err}"
+        matches!(err, IptablesError::Tool { ref command, .. } if command.contains("-restore")),
+        "{err:?}"
     );
     assert_eq!(node.rules("nat", "PREROUTING"), before);
     // The next reconcile re-reads and converges.
@@ -292,8 +292,12 @@ fn program_names_follow_backend_and_family() {
 #[test]
 fn a_missing_namespace_is_an_error_quoting_stderr() {
     let ipt = Iptables::new(Backend::Nft, Family::V4).in_netns("ovnvpc-ipt-does-not-exist");
-    let err = ipt.save("nat").unwrap_err().to_string();
-    assert!(err.contains("ovnvpc-ipt-does-not-exist"), "{err}");
+    let err = ipt.save("nat").unwrap_err();
+    assert!(
+        matches!(err, IptablesError::Tool { ref stderr, .. }
+            if stderr.contains("ovnvpc-ipt-does-not-exist")),
+        "{err:?}"
+    );
 }
 
 fn cleanup_removes_ours_only(backend: Backend) {
@@ -351,6 +355,7 @@ fn legacy_waits_for_the_xtables_lock() {
     let dir = tempfile::tempdir().unwrap();
     let lock = dir.path().join("xtables.lock");
     std::fs::write(&lock, "").unwrap();
+    // The holder keeps the lock for a second: the wait for it is what this test is about.
     let mut holder = Command::new("flock")
         .args(["-x"])
         .arg(&lock)
@@ -425,6 +430,7 @@ fn calico_reinserting_at_the_top_is_not_fought(backend: Backend) {
             [CALI.to_string(), KUBE.into(), HOSTPORT.into()],
             "a foreign rule lost in round {rounds}"
         );
+        // The writer's period: this is a soak of two writers over 10 s, the time is the test.
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(guard);
@@ -501,6 +507,7 @@ fn refresh_heals_within_one_interval(backend: Backend) {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || refresh.run_until(&stop))
     };
+    // The bound (five intervals) is the claim: healed by the 200 ms refresh, not by chance.
     let ready_within = |what: &str| {
         let start = Instant::now();
         while !node.ipt().check(&d).unwrap() {
