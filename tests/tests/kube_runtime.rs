@@ -605,10 +605,13 @@ async fn health_ready_and_metrics_endpoints_follow_the_northbound() {
     tokio::io::AsyncWriteExt::write_all(&mut half, b"GET /readyz HTTP/1.1\r\nhost: x\r\n")
         .await
         .unwrap();
+    // Served one connection at a time, the probe would wait for the stalled ones' 5 s header
+    // timeout: a bound well below that tells the two apart without being a guess at how fast
+    // a busy machine answers (a loopback GET takes about a millisecond).
     let started = std::time::Instant::now();
     assert_eq!(get(addr, "/readyz").await.0, "HTTP/1.1 200 OK");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(200), "/readyz took {took:?}");
+    assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
 
     // The Northbound goes away: not ready (health is unaffected).
     tokio::task::spawn_blocking(move || {
