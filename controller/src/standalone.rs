@@ -217,7 +217,7 @@ impl Prepared {
                     }
                     if lost >= ATTEMPTS {
                         anyhow::bail!(
-                            "the Northbound kept failing under us: {lost} transactions lost their reply, the last with: {e}; after it the Northbound still differs from the manifests ({} change(s)), so that one did not commit",
+                            "the Northbound kept failing under us: {lost} transactions lost their reply, the last with: {e}; after it the Northbound still differs from the manifests ({} change(s)): that one did not commit, or another writer changed it since",
                             again.changes.len()
                         );
                     }
