@@ -699,6 +699,25 @@ pub fn translate(
                 claim.push((format!("Eip/{}", e.name_any()), wanted));
             }
         }
+        // A partial world: VPC gateways and Eips not in it keep their addresses, reserved
+        // before anyone present is given one.
+        let mut kept_ids: Vec<(String, IpAddr)> = Vec::new();
+        if absent == Absent::Keep {
+            for (who, a) in existing {
+                if a.subnet != *xname
+                    || !(who.starts_with("Vpc/") || who.starts_with("Eip/"))
+                    || claim.iter().any(|(c, _)| c == who)
+                {
+                    continue;
+                }
+                for ip in &a.ips {
+                    if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
+                        let _ = pool.allocate_static(*ip, who);
+                    }
+                    kept_ids.push((who.clone(), *ip));
+                }
+            }
+        }
         // Requested addresses first, then those in force, then new ones.
         for (who, wanted) in &claim {
             if let Some(ip) = wanted {
@@ -750,24 +769,6 @@ pub fn translate(
                     reason: "AllocationFailed".into(),
                     message: format!("external Subnet {xname} has no IPv4 CIDR"),
                 }),
-            }
-        }
-        // A partial world: VPC gateways and Eips not in it keep their addresses.
-        let mut kept_ids: Vec<(String, IpAddr)> = Vec::new();
-        if absent == Absent::Keep {
-            for (who, a) in existing {
-                if a.subnet != *xname
-                    || !(who.starts_with("Vpc/") || who.starts_with("Eip/"))
-                    || claim.iter().any(|(c, _)| c == who)
-                {
-                    continue;
-                }
-                for ip in &a.ips {
-                    if let Some(pool) = sp.pools.iter_mut().find(|p| p.cidr().contains(*ip)) {
-                        let _ = pool.allocate_static(*ip, who);
-                    }
-                    kept_ids.push((who.clone(), *ip));
-                }
             }
         }
         let ext = sp

@@ -155,6 +155,46 @@ fn applying_part_of_the_examples_changes_nothing_of_the_rest() {
     assert_eq!(snapshot(&nb), before, "a partial apply changed rows");
     assert!(nbctl(&nb, &["lsp-list", "a-net1"]).contains("web.team-a"));
     assert!(nbctl(&nb, &["lsp-list", "external"]).contains("external-vpc-b"));
+
+    // A new Eip in a partial manifest gets an address nobody absent holds.
+    let held = |nb: &str| -> BTreeMap<String, String> {
+        let ids = nbctl(nb, &["get", "Logical_Switch", "external", "external_ids"]);
+        ids.trim_matches(['{', '}', '\n'])
+            .split(", ")
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| k.contains("ovn-vpc/ip:"))
+            .map(|(k, v)| {
+                (
+                    k.trim_matches('"').to_string(),
+                    v.trim_matches('"').to_string(),
+                )
+            })
+            .collect()
+    };
+    let old = held(&nb);
+    assert!(old.len() >= 5, "{old:?}");
+    let extra = write(
+        dir.path(),
+        "extra.yaml",
+        &format!(
+            "{}\n---\napiVersion: ovnvpc.io/v1\nkind: Eip\nmetadata: {{name: extra}}\nspec: {{vpc: vpc-a, externalSubnet: external}}\n",
+            examples_subset(&["external", "vpc-a"])
+        ),
+    );
+    ok(&ovn_vpc(&["apply", "--db", &nb, "-f", &extra]));
+    let now = held(&nb);
+    for (k, v) in &old {
+        assert_eq!(now.get(k), Some(v), "{k} lost or moved: {now:?}");
+    }
+    let mine = now
+        .iter()
+        .find(|(k, _)| k.ends_with("Eip/extra"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no address for Eip/extra: {now:?}"));
+    assert!(
+        !old.values().any(|v| *v == mine),
+        "Eip/extra got {mine}, held by an absent object: {old:?}"
+    );
 }
 
 #[test]
