@@ -67,7 +67,8 @@ enum Command {
         db: String,
     },
     /// Remove every Northbound row of ours (rows tagged external_ids:ovn-vpc/owner) in one
-    /// transaction; rows of others are never touched.
+    /// transaction. Refuses, listing them, when rows of others would go with ours or lose a
+    /// reference to them (--force to go ahead).
     Uninstall {
         /// The OVN Northbound remote (comma-separated for a cluster).
         #[arg(

@@ -40,6 +40,19 @@ pub fn stdout_of(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The stdout of a command that must have succeeded; otherwise fails the test with its exit
+/// code, stdout and stderr.
+pub fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `ovn-nbctl --db=REMOTE ARGS...`.
 pub fn nbctl(db: &str, args: &[&str]) -> String {
     let db = format!("--db={db}");

@@ -4,21 +4,10 @@
 //! objects, and every row that would disappear is listed first.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use ovn_vpc::sandbox::Sandbox;
-use ovn_vpc_tests::{nbctl, ovn_vpc, ovn_vpc_bin, write_file as write};
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use ovn_vpc_tests::{nbctl, ovn_vpc, ovn_vpc_bin, succeeded as ok, write_file as write};
 
 /// Every row of the tables apply writes, as ovn-nbctl prints it: uuid → the row's text.
 fn snapshot(nb: &str) -> BTreeMap<String, String> {
